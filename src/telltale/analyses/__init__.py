@@ -1,0 +1,1 @@
+"""Analyses: pure functions of (store, time window, parameters) returning typed results."""

@@ -1,0 +1,166 @@
+"""The `telltale` command: a thin layer over the library (no analysis logic here)."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from telltale import __version__
+from telltale.analyses.quality import GroupBy, quality
+from telltale.ingest import ingest_paths
+from telltale.model import Format, Signal
+from telltale.normalize.detect import DetectionError
+from telltale.render import ingest as render_ingest
+from telltale.render import quality as render_quality
+from telltale.settings import ENV_DB, Settings
+from telltale.sources.files import SourceError
+from telltale.store import Store, StoreLockedError
+from telltale.store.duck import StoreError
+from telltale.window import NS, WindowError, parse_duration, resolve
+
+F = TypeVar("F", bound=Callable[..., Any])
+_USER_ERRORS = (SourceError, WindowError, StoreLockedError, StoreError, DetectionError,
+                ValueError, OSError)
+
+
+def user_errors(fn: F) -> F:
+    """Turn expected failures into one clear line (exit 1), never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    s: Settings = ctx.obj["settings"]
+    return s
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", type=click.Path(dir_okay=False), envvar=ENV_DB, default=None,
+              help=f"Store file (default ./telltale.duckdb, or ${ENV_DB}).")
+@click.version_option(__version__, prog_name="telltale")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """telltale: turn raw telemetry into the story of what your system did."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = Settings.from_env(db_path=Path(db) if db else None)
+
+
+def _load_mapping(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        loaded = orjson.loads(path.read_bytes())
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("mapping file must hold a JSON object", param_hint="--mapping")
+        return loaded
+    for module in ("telltale.normalize.csv_spans", "telltale.normalize.events"):
+        presets: dict[str, dict[str, Any]] = importlib.import_module(module).PRESETS
+        if value in presets:
+            return dict(presets[value])
+    raise click.BadParameter(f"{value!r} is neither a mapping file nor a preset",
+                             param_hint="--mapping")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default="auto",
+              show_default=True, help="Input format; auto detects and says what it chose.")
+@click.option("--mapping", help="Column/field mapping: a JSON file or a preset name "
+              "(nezha, agent-spawn). See docs/mapping.md.")
+@click.option("--signal", type=click.Choice([s.value for s in Signal]), default=None,
+              help="Signal of OTLP protobuf input when the file name does not say.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Summary format.")
+@click.pass_context
+@user_errors
+def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | None,
+           signal: str | None, output: str) -> None:
+    """Ingest files, directories, globs or - (stdin); .gz is read transparently.
+
+    Every record is stored or quarantined with a reason; re-ingesting the same content stores
+    nothing twice.
+    """
+    settings = _settings(ctx)
+    console = Console(stderr=output == "json")
+    started = time.perf_counter()
+    with Store(settings.db_path, settings=settings) as store, Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as progress:
+        task = progress.add_task("ingesting", total=None)
+
+        def advance(src: Any, size: int) -> None:
+            progress.update(task, advance=size, description=f"ingested {src.name}")
+
+        results = ingest_paths(store, paths, fmt=Format(fmt), mapping=_load_mapping(mapping),
+                               signal=Signal(signal) if signal else None, on_progress=advance)
+    elapsed = time.perf_counter() - started
+    if output == "json":
+        click.echo(render_ingest.to_json(results))
+    else:
+        for r in results:
+            if r.format is not None and not (r.report and r.report.already_ingested):
+                console.print(f"[dim]{r.source}: {r.format.value} ({r.evidence})[/dim]")
+        render_ingest.print_table(results, console)
+        stored = sum(r.report.total_stored for r in results if r.report)
+        quarantined = sum(r.report.total_quarantined for r in results if r.report)
+        console.print(f"stored {stored:,} records, quarantined {quarantined:,}, "
+                      f"in {elapsed:.2f}s → {settings.db_path}")
+    if any(r.error for r in results):
+        ctx.exit(1)
+
+
+@main.command("quality")
+@click.option("--by", type=click.Choice([g.value for g in GroupBy]), default="source",
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--since", help="Start: ISO-8601, epoch, or a duration ago (30m).")
+@click.option("--until", help="End: ISO-8601, epoch, or a duration ago.")
+@click.option("--last", help="Window ending now (or --until): e.g. 1h.")
+@click.option("--bucket", help="Time bucket width, e.g. 5m (default: about 12 buckets).")
+@click.pass_context
+@user_errors
+def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until: str | None,
+                last: str | None, bucket: str | None) -> None:
+    """Per source or service: records received, quarantined by reason, flags, quality score."""
+    settings = _settings(ctx)
+    lo, hi = resolve(since, until, last, settings.clock)
+    with Store(settings.db_path, settings=settings, read_only=True) as store:
+        report = quality(store, by=GroupBy(by), since=lo, until=hi,
+                         bucket_ns=parse_duration(bucket) if bucket else None)
+    if fmt == "json":
+        click.echo(render_quality.to_json(report))
+    elif fmt == "csv":
+        click.echo(render_quality.to_csv(report), nl=False)
+    else:
+        render_quality.print_table(report, Console())
+
+
+def _register_optional() -> None:
+    """Commands whose modules are optional at import time (simulator, demo)."""
+    for module in ("telltale.sim.cli", "telltale.demo"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        main.add_command(mod.command)
+
+
+_register_optional()
+_ = NS

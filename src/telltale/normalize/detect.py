@@ -1,0 +1,87 @@
+"""Input format auto-detection from the first bytes of a (decompressed) source.
+
+Looks at several lines, not one, so a file whose first lines are torn still detects by its
+majority; reports the evidence so `ingest` can say what it chose and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from telltale.model import Format
+
+HEAD_BYTES = 256 * 1024
+_MAX_LINES = 50
+_OTLP_KEYS = re.compile(rb'"(resourceSpans|resourceLogs|resourceMetrics)"')
+_JAEGER = re.compile(rb'"traceID"\s*:')
+_JAEGER_SPANS = re.compile(rb'"(spans|operationName)"\s*:')
+_ZIPKIN = re.compile(rb'"traceId"\s*:.*"id"\s*:|"id"\s*:.*"traceId"\s*:', re.S)
+
+
+class DetectionError(ValueError):
+    """No known format matches the input."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    format: Format
+    evidence: str
+
+
+def _is_text(head: bytes) -> bool:
+    sample = head[:4096]
+    if b"\x00" in sample:
+        return False
+    try:
+        sample.decode()
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the sample's end is still text.
+        return exc.start >= len(sample) - 3
+    return True
+
+
+def _json_kind(chunk: bytes) -> Format | None:
+    if _OTLP_KEYS.search(chunk):
+        return Format.OTLP_JSON
+    if _JAEGER.search(chunk) and _JAEGER_SPANS.search(chunk):
+        return Format.JAEGER_JSON
+    if chunk.lstrip().startswith(b"[") and _ZIPKIN.search(chunk):
+        return Format.ZIPKIN_JSON
+    return None
+
+
+def detect(head: bytes, name: str = "") -> Detection:
+    """Pick the format of a source from its first bytes (at most HEAD_BYTES)."""
+    if not head.strip():
+        raise DetectionError("empty input")
+    if not _is_text(head):
+        return Detection(Format.OTLP_PROTO, "binary content (protobuf)")
+    body = head.lstrip()
+    first = body[:1]
+    if first == b"[":
+        kind = _json_kind(body)
+        if kind is not None:
+            return Detection(kind, "JSON array of " + ("Zipkin v2 spans" if kind is
+                                                        Format.ZIPKIN_JSON else "traces"))
+        raise DetectionError("a JSON array, but neither Zipkin v2 spans nor Jaeger traces")
+    lines = [ln for ln in body.split(b"\n")[:_MAX_LINES] if ln.strip()]
+    if first == b"{" or sum(ln.lstrip().startswith(b"{") for ln in lines) > len(lines) // 2:
+        votes: Counter[Format] = Counter()
+        for line in lines:
+            if line.lstrip().startswith(b"{"):
+                votes[_json_kind(line) or Format.EVENTS_JSONL] += 1
+        whole = _json_kind(body)
+        # A pretty-printed document splits its keys over lines: judge it as a whole.
+        if whole is not None and (len(lines) == 1 or votes[whole] == 0 or not lines[0].rstrip()
+                                  .endswith(b"}")):
+            return Detection(whole, f"JSON document with {whole.value} keys")
+        if votes:
+            fmt, count = votes.most_common(1)[0]
+            return Detection(fmt, f"JSON lines: {count} of {len(lines)} sampled lines are {fmt}")
+    header = lines[0] if lines else b""
+    if header.count(b",") >= 2 and not header.lstrip().startswith(b"{"):
+        return Detection(Format.CSV_SPANS, f"CSV with header {header[:80].decode(errors='replace')!r}")
+    raise DetectionError(f"unrecognised input{f' {name}' if name else ''}: not OTLP, Jaeger, "
+                         "Zipkin, CSV or JSON lines; pass --format")

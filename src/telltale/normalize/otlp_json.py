@@ -1,0 +1,115 @@
+"""OTLP/JSON files: one request per file (pretty-printed or not) or JSON lines.
+
+Trace requests are handed to the engine as raw lines (see store/otlp_json.py: the vectorised
+path). Log and metric requests go through the protobuf classes' JSON mapping after re-encoding
+ids (OTLP JSON uses hex where the protobuf JSON mapping expects base64), then share the
+protobuf decoder, so each signal has one conversion to the staging model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from google.protobuf import json_format
+
+from telltale.model import QuarantineReason, Signal
+from telltale.normalize.options import DecodeOptions
+from telltale.normalize.otlp_proto import REQUEST_TYPES, decode_request
+from telltale.normalize.staging import Decoded, Reject
+
+_LINES = pa.schema([pa.field("LineNo", pa.int64()), pa.field("Line", pa.string())])
+
+
+def _hex_to_b64(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        # Keep the bad id visible (it fails validation later) instead of losing the record.
+        raw = value.encode()
+    return base64.b64encode(raw).decode()
+
+
+def _fix_ids(node: Any) -> None:
+    """Hex → base64 for traceId/spanId anywhere (log records, exemplars) in place."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId"):
+            if key in node:
+                node[key] = _hex_to_b64(node[key])
+        for child in node.values():
+            if isinstance(child, dict | list):
+                _fix_ids(child)
+    elif isinstance(node, list):
+        for child in node:
+            _fix_ids(child)
+
+
+def _signal_of(doc: dict[str, Any]) -> Signal | None:
+    for key, signal in (("resourceSpans", Signal.TRACES), ("resourceLogs", Signal.LOGS),
+                        ("resourceMetrics", Signal.METRICS)):
+        if key in doc:
+            return signal
+    return None
+
+
+def _decode_doc(doc: Any, text: str, pos: str, out: Decoded) -> None:
+    signal = _signal_of(doc) if isinstance(doc, dict) else None
+    if signal is None or signal is Signal.TRACES:
+        # Traces, and shapes nobody recognises, go to the engine, which rejects the latter.
+        out.json_trace_lines.append(pa.table({"LineNo": [int(pos.split()[-1])], "Line": [text]},
+                                             schema=_LINES))
+        return
+    _fix_ids(doc)
+    try:
+        req = json_format.ParseDict(doc, REQUEST_TYPES[signal](), ignore_unknown_fields=True)
+    except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
+        out.rejects.append(Reject(signal, pos, QuarantineReason.BAD_SHAPE, text, str(exc)[:500]))
+        return
+    out.extend(decode_request(req, pos))
+
+
+def decode(data: bytes, options: DecodeOptions) -> Decoded:
+    out = Decoded()
+    stripped = data.strip()
+    if stripped.startswith(b"{") and b"\n" in stripped:
+        # A pretty-printed single request is one document spanning many lines.
+        try:
+            doc = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            doc = None
+        if doc is not None:
+            _decode_doc(doc, stripped.decode(), "line 1", out)
+            return out
+    trace_nos: list[int] = []
+    trace_lines: list[str] = []
+    for no, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            out.rejects.append(Reject(Signal.TRACES, f"line {no}", QuarantineReason.BAD_ENCODING,
+                                      raw.decode(errors="replace"), str(exc)))
+            continue
+        # Cheap routing: only non-trace lines are parsed in Python.
+        if '"resourceSpans"' in text[:64] or ('"resourceLogs"' not in text
+                                               and '"resourceMetrics"' not in text):
+            trace_nos.append(no)
+            trace_lines.append(text)
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            out.rejects.append(Reject(Signal.TRACES, f"line {no}", QuarantineReason.UNPARSABLE,
+                                      text, str(exc)))
+            continue
+        _decode_doc(doc, text, f"line {no}", out)
+    if trace_lines:
+        out.json_trace_lines.append(pa.table({"LineNo": trace_nos, "Line": trace_lines},
+                                             schema=_LINES))
+    return out

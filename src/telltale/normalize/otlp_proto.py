@@ -1,0 +1,224 @@
+"""OTLP protobuf messages → staging tables.
+
+The per-span loop touches each field once and keeps resource-level values out of it (they are
+expanded with Arrow `take`), because per-span Python is the cost that bounds protobuf ingest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+
+from telltale.model import MetricType, QuarantineReason, Signal, SpanKind, StatusCode
+from telltale.normalize import staging
+from telltale.normalize.anyvalue import as_string, attr_items
+from telltale.normalize.staging import Decoded, Reject
+
+_KINDS = [k.value for k in SpanKind]
+_STATUS = [s.value for s in StatusCode]
+Request = ExportTraceServiceRequest | ExportLogsServiceRequest | ExportMetricsServiceRequest
+REQUEST_TYPES: dict[Signal, type[Request]] = {
+    Signal.TRACES: ExportTraceServiceRequest,
+    Signal.LOGS: ExportLogsServiceRequest,
+    Signal.METRICS: ExportMetricsServiceRequest,
+}
+
+
+def _expand(per_resource: list[Any], index: list[int], typ: pa.DataType) -> pa.Array:
+    return pa.array(per_resource, type=typ).take(pa.array(index, type=pa.int32()))
+
+
+def spans_table(req: ExportTraceServiceRequest, pos: str) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in staging.SPANS.names}
+    res_attrs: list[list[tuple[str, str]]] = []
+    res_service: list[str | None] = []
+    res_index: list[int] = []
+    n = 0
+    for ri, rs in enumerate(req.resource_spans):
+        ra = attr_items(rs.resource.attributes)
+        res_attrs.append(ra)
+        res_service.append(dict(ra).get("service.name"))
+        for ss in rs.scope_spans:
+            sname, sver = ss.scope.name, ss.scope.version
+            for sp in ss.spans:
+                n += 1
+                res_index.append(ri)
+                cols["Pos"].append(f"{pos} span {n}")
+                cols["RecordBytes"].append(sp.ByteSize())
+                cols["StartNs"].append(sp.start_time_unix_nano)
+                cols["EndNs"].append(sp.end_time_unix_nano)
+                cols["TraceId"].append(sp.trace_id.hex())
+                cols["SpanId"].append(sp.span_id.hex())
+                cols["ParentSpanId"].append(sp.parent_span_id.hex())
+                cols["TraceState"].append(sp.trace_state)
+                cols["SpanName"].append(sp.name)
+                cols["SpanKind"].append(_KINDS[sp.kind] if sp.kind < len(_KINDS) else _KINDS[0])
+                cols["ScopeName"].append(sname)
+                cols["ScopeVersion"].append(sver)
+                cols["SpanAttributes"].append(attr_items(sp.attributes))
+                st = sp.status
+                cols["StatusCode"].append(_STATUS[st.code] if st.code < 3 else _STATUS[0])
+                cols["StatusMessage"].append(st.message)
+                cols["Events"].append(
+                    [{"Timestamp": e.time_unix_nano, "Name": e.name,
+                      "Attributes": attr_items(e.attributes)} for e in sp.events]
+                    if sp.events else []
+                )
+                cols["Links"].append(
+                    [{"TraceId": k.trace_id.hex(), "SpanId": k.span_id.hex(),
+                      "TraceState": k.trace_state, "Attributes": attr_items(k.attributes)}
+                     for k in sp.links]
+                    if sp.links else []
+                )
+    del cols["ResourceAttributes"], cols["ServiceName"]
+    arrays = {k: pa.array(v, type=staging.SPANS.field(k).type) for k, v in cols.items()}
+    arrays["ResourceAttributes"] = _expand(res_attrs, res_index, staging.ATTRS)
+    arrays["ServiceName"] = _expand(res_service, res_index, pa.string())
+    return pa.Table.from_arrays([arrays[f.name] for f in staging.SPANS], schema=staging.SPANS)
+
+
+def logs_table(req: ExportLogsServiceRequest, pos: str) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for rl in req.resource_logs:
+        ra = attr_items(rl.resource.attributes)
+        service = dict(ra).get("service.name")
+        for sl in rl.scope_logs:
+            scope_attrs = attr_items(sl.scope.attributes)
+            for rec in sl.log_records:
+                rows.append({
+                    "Pos": f"{pos} log {len(rows) + 1}",
+                    "RecordBytes": rec.ByteSize(),
+                    "Timestamp": rec.time_unix_nano,
+                    "ObservedTimestamp": rec.observed_time_unix_nano,
+                    "TraceId": rec.trace_id.hex(),
+                    "SpanId": rec.span_id.hex(),
+                    "TraceFlags": rec.flags,
+                    "SeverityText": rec.severity_text,
+                    "SeverityNumber": int(rec.severity_number),
+                    "ServiceName": service,
+                    "Body": as_string(rec.body),
+                    "ResourceSchemaUrl": rl.schema_url,
+                    "ResourceAttributes": ra,
+                    "ScopeSchemaUrl": sl.schema_url,
+                    "ScopeName": sl.scope.name,
+                    "ScopeVersion": sl.scope.version,
+                    "ScopeAttributes": scope_attrs,
+                    "LogAttributes": attr_items(rec.attributes),
+                    "EventName": rec.event_name,
+                })
+    return pa.Table.from_pylist(rows, schema=staging.LOGS)
+
+
+def _point_common(point: Any) -> dict[str, Any]:
+    return {
+        "Attributes": attr_items(point.attributes),
+        "StartTimeUnix": point.start_time_unix_nano,
+        "TimeUnix": point.time_unix_nano,
+        "Flags": point.flags,
+    }
+
+
+def _number(point: Any) -> float | None:
+    which = point.WhichOneof("value")
+    return float(getattr(point, which)) if which else None
+
+
+def _points(metric: Metric) -> Iterator[tuple[MetricType, dict[str, Any]]]:
+    data = metric.WhichOneof("data")
+    if data == "gauge":
+        for p in metric.gauge.data_points:
+            yield MetricType.GAUGE, {**_point_common(p), "Value": _number(p)}
+    elif data == "sum":
+        s = metric.sum
+        for p in s.data_points:
+            yield MetricType.SUM, {**_point_common(p), "Value": _number(p),
+                                   "AggregationTemporality": int(s.aggregation_temporality),
+                                   "IsMonotonic": s.is_monotonic}
+    elif data == "histogram":
+        h = metric.histogram
+        for p in h.data_points:
+            yield MetricType.HISTOGRAM, {
+                **_point_common(p), "Count": p.count,
+                "Sum": p.sum if p.HasField("sum") else None,
+                "BucketCounts": list(p.bucket_counts), "ExplicitBounds": list(p.explicit_bounds),
+                "Min": p.min if p.HasField("min") else None,
+                "Max": p.max if p.HasField("max") else None,
+                "AggregationTemporality": int(h.aggregation_temporality)}
+    elif data == "exponential_histogram":
+        e = metric.exponential_histogram
+        for p in e.data_points:
+            yield MetricType.EXPONENTIAL_HISTOGRAM, {
+                **_point_common(p), "Count": p.count,
+                "Sum": p.sum if p.HasField("sum") else None, "Scale": p.scale,
+                "ZeroCount": p.zero_count, "PositiveOffset": p.positive.offset,
+                "PositiveBucketCounts": list(p.positive.bucket_counts),
+                "NegativeOffset": p.negative.offset,
+                "NegativeBucketCounts": list(p.negative.bucket_counts),
+                "Min": p.min if p.HasField("min") else None,
+                "Max": p.max if p.HasField("max") else None,
+                "AggregationTemporality": int(e.aggregation_temporality)}
+    elif data == "summary":
+        for p in metric.summary.data_points:
+            yield MetricType.SUMMARY, {
+                **_point_common(p), "Count": p.count, "Sum": p.sum,
+                "ValueAtQuantiles": [{"Quantile": q.quantile, "Value": q.value}
+                                     for q in p.quantile_values]}
+
+
+def metrics_tables(req: ExportMetricsServiceRequest, pos: str,
+                   rejects: list[Reject]) -> dict[MetricType, pa.Table]:
+    rows: dict[MetricType, list[dict[str, Any]]] = {}
+    n = 0
+    for rm in req.resource_metrics:
+        ra = attr_items(rm.resource.attributes)
+        base = {"ResourceAttributes": ra, "ResourceSchemaUrl": rm.schema_url,
+                "ServiceName": dict(ra).get("service.name")}
+        for sm in rm.scope_metrics:
+            scope = {**base, "ScopeName": sm.scope.name, "ScopeVersion": sm.scope.version,
+                     "ScopeAttributes": attr_items(sm.scope.attributes),
+                     "ScopeSchemaUrl": sm.schema_url}
+            for metric in sm.metrics:
+                n += 1
+                if metric.WhichOneof("data") is None:
+                    rejects.append(Reject(Signal.METRICS, f"{pos} metric {n}",
+                                          QuarantineReason.BAD_SHAPE, str(metric)[:4096],
+                                          "metric has no data points type"))
+                    continue
+                ident = {**scope, "MetricName": metric.name,
+                         "MetricDescription": metric.description, "MetricUnit": metric.unit,
+                         "RecordBytes": metric.ByteSize()}
+                for i, (kind, point) in enumerate(_points(metric), start=1):
+                    rows.setdefault(kind, []).append(
+                        {**ident, **point, "Pos": f"{pos} metric {n} point {i}"})
+    return {k: pa.Table.from_pylist(v, schema=staging.METRICS[k]) for k, v in rows.items()}
+
+
+def decode_request(req: Request, pos: str) -> Decoded:
+    out = Decoded()
+    if isinstance(req, ExportTraceServiceRequest):
+        out.spans.append(spans_table(req, pos))
+    elif isinstance(req, ExportLogsServiceRequest):
+        out.logs.append(logs_table(req, pos))
+    else:
+        for kind, tbl in metrics_tables(req, pos, out.rejects).items():
+            out.metrics.setdefault(kind, []).append(tbl)
+    return out
+
+
+def parse(signal: Signal, payload: bytes) -> Request:
+    """Parse one serialized Export*ServiceRequest; raises DecodeError on malformed bytes."""
+    msg = REQUEST_TYPES[signal]()
+    msg.ParseFromString(payload)
+    return msg
+
+
+__all__ = ["DecodeError", "decode_request", "parse"]

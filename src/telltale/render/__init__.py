@@ -1,0 +1,1 @@
+"""Rendering: typed results → terminal tables, JSON, CSV. No analysis logic here."""

@@ -1,0 +1,1 @@
+"""Where telemetry comes from: files, directories, globs, stdin (servers and samplers later)."""

@@ -1,0 +1,305 @@
+"""The DuckDB store: one file, one write path (`commit`), numbered migrations."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from telltale.model import MetricType, QuarantineReason, Signal
+from telltale.normalize import staging
+from telltale.normalize.staging import Decoded
+from telltale.settings import EARLIEST_VALID_NS, Settings
+from telltale.store import otlp_json, schema, validate
+
+_ARROW_TO_DUCK = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.uint64(): "UBIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if t in _ARROW_TO_DUCK:
+        return _ARROW_TO_DUCK[t]
+    if pa.types.is_map(t):
+        return f"MAP({_duck_type(t.key_type)}, {_duck_type(t.item_type)})"
+    if pa.types.is_list(t):
+        return f"{_duck_type(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        inner = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in t)
+        return f"STRUCT({inner})"
+    raise TypeError(f"no DuckDB type for {t}")
+
+
+def _create_temp(name: str, arrow_schema: pa.Schema) -> str:
+    cols = ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in arrow_schema)
+    return f"CREATE OR REPLACE TEMP TABLE {name} ({cols})"
+
+
+# Per metric type, the columns after the common ones (in table order).
+_METRIC_VALUE_COLUMNS = {
+    kind: [f.name for f in sch if f.name not in staging.METRIC_COMMON_NAMES]
+    for kind, sch in staging.METRICS.items()
+}
+
+
+class StoreLockedError(RuntimeError):
+    """The database file is held by another process."""
+
+
+class StoreError(RuntimeError):
+    """The database file cannot be used (not a DuckDB file, newer schema...)."""
+
+
+@dataclass
+class BatchReport:
+    """What one committed source contributed: read = stored + quarantined, always."""
+
+    source: str
+    format: str
+    batch_id: int | None = None
+    stored: Counter[Signal] = field(default_factory=Counter)
+    quarantined: Counter[QuarantineReason] = field(default_factory=Counter)
+    already_ingested: bool = False
+
+    @property
+    def records_read(self) -> int:
+        return sum(self.stored.values()) + sum(self.quarantined.values())
+
+    @property
+    def total_stored(self) -> int:
+        return sum(self.stored.values())
+
+    @property
+    def total_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+
+class Store:
+    """A telltale store in one DuckDB file. Use as a context manager."""
+
+    def __init__(self, path: Path | str, *, settings: Settings | None = None,
+                 read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.settings = settings or Settings(db_path=self.path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(f"no telltale store at {self.path} (ingest something first)")
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise _explain_open_error(self.path, exc) from exc
+        self.con.create_function(
+            otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"], "VARCHAR",
+            side_effects=False,
+        )
+        if not read_only:
+            self.migrate()
+        elif self.schema_version() == 0:
+            raise StoreError(f"{self.path} is not a telltale store")
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables"
+            " WHERE table_name = 'telltale_schema_version'"
+        ).fetchall()[0][0]
+        if not exists:
+            return 0
+        row = self.con.execute("SELECT max(Version) FROM telltale_schema_version").fetchall()
+        return int(row[0][0] or 0)
+
+    def migrate(self) -> None:
+        self.con.execute(schema.VERSION_TABLE)
+        current = self.schema_version()
+        if current > len(schema.MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {current}; this telltale knows "
+                f"{len(schema.MIGRATIONS)}. Upgrade telltale."
+            )
+        for version, statements in enumerate(schema.MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            self.con.begin()
+            try:
+                for statement in statements:
+                    self.con.execute(statement)
+                self.con.execute(
+                    "INSERT INTO telltale_schema_version VALUES (?, ?)",
+                    [version, self.settings.clock()],
+                )
+                self.con.commit()
+            except Exception:
+                self.con.rollback()
+                raise
+
+    # -- the one write path -----------------------------------------------------------------
+
+    def find_batch(self, content_hash: str) -> int | None:
+        rows = self.con.execute(
+            "SELECT BatchId FROM telltale_ingest_batches WHERE ContentHash = ?", [content_hash]
+        ).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def commit(self, decoded: Decoded, *, source: str, fmt: str,
+               content_hash: str) -> BatchReport:
+        """Validate, store and quarantine one decoded source atomically.
+
+        Returns only after the transaction is durable; on any error nothing is written.
+        Content already committed (same hash) is not stored again.
+        """
+        if self.read_only:
+            raise StoreError("store is open read-only")
+        report = BatchReport(source=source, format=fmt)
+        existing = self.find_batch(content_hash)
+        if existing is not None:
+            report.batch_id = existing
+            report.already_ingested = True
+            return report
+        con = self.con
+        con.begin()
+        try:
+            batch = int(con.execute(
+                "SELECT coalesce(max(BatchId), 0) + 1 FROM telltale_ingest_batches"
+            ).fetchall()[0][0])
+            report.batch_id = batch
+            params = {
+                "batch": batch,
+                "min_ts": EARLIEST_VALID_NS,
+                "max_ts": self.settings.latest_valid_ns(),
+                "max_bytes": self.settings.max_record_bytes,
+                "now": self.settings.clock(),
+            }
+            self._stage(decoded, report, params)
+            self._check_and_store("chk_spans", validate.SPAN_REASON, validate.SPAN_STORE,
+                                  Signal.TRACES, "StartNs", report, params)
+            self._check_and_store("chk_logs", validate.LOG_REASON, validate.LOG_STORE,
+                                  Signal.LOGS, "coalesce(nullif(Timestamp, 0), ObservedTimestamp)",
+                                  report, params)
+            for kind in MetricType:
+                self._check_and_store(
+                    f"chk_metrics_{kind}", validate.metric_reason(kind),
+                    validate.metric_store(kind, _METRIC_VALUE_COLUMNS[kind]),
+                    Signal.METRICS, "TimeUnix", report, params,
+                )
+            con.execute(
+                "INSERT INTO telltale_ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [batch, source, fmt, content_hash, params["now"], report.records_read,
+                 report.total_stored, report.total_quarantined],
+            )
+            con.commit()
+        except Exception:
+            con.rollback()
+            raise
+        finally:
+            self._drop_staging()
+        return report
+
+    def _stage(self, decoded: Decoded, report: BatchReport, params: dict[str, Any]) -> None:
+        con = self.con
+        con.execute(_create_temp("stg_spans", staging.SPANS))
+        con.execute(_create_temp("stg_logs", staging.LOGS))
+        for kind, sch in staging.METRICS.items():
+            con.execute(_create_temp(f"stg_metrics_{kind}", sch))
+        for tbl in decoded.spans:
+            self._append("stg_spans", tbl)
+        for tbl in decoded.logs:
+            self._append("stg_logs", tbl)
+        for kind, tables in decoded.metrics.items():
+            for tbl in tables:
+                self._append(f"stg_metrics_{kind}", tbl)
+        rejects = list(decoded.rejects)
+        if decoded.json_trace_lines:
+            lines = pa.concat_tables(decoded.json_trace_lines)
+            con.register("tt_lines_view", lines)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE stg_lines AS SELECT LineNo, Line,"
+                f" CASE WHEN json_valid(Line) THEN try(from_json(Line, '{otlp_json.TRACE_REQUEST}'))"
+                " END AS j FROM tt_lines_view"
+            )
+            con.unregister("tt_lines_view")
+            for line_no, line, valid in con.execute(
+                "SELECT LineNo, Line, json_valid(Line) FROM stg_lines"
+                " WHERE j IS NULL OR j.resourceSpans IS NULL"
+            ).fetchall():
+                reason = QuarantineReason.BAD_SHAPE if valid else QuarantineReason.UNPARSABLE
+                rejects.append(staging.Reject(Signal.TRACES, f"line {line_no}", reason, line))
+            con.execute(otlp_json.STAGE_SPANS)
+        if rejects:
+            con.executemany(
+                "INSERT INTO telltale_quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [[params["batch"], r.signal.value, r.position, r.reason.value, r.detail or None,
+                  r.raw, None] for r in rejects],
+            )
+            report.quarantined.update(r.reason for r in rejects)
+
+    def _append(self, table: str, tbl: pa.Table) -> None:
+        self.con.register("tt_append_view", tbl)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")
+        finally:
+            self.con.unregister("tt_append_view")
+
+    def _check_and_store(self, check: str, reason_sql: str, store_sql: str, signal: Signal,
+                         time_expr: str, report: BatchReport, params: dict[str, Any]) -> None:
+        con = self.con
+        bounds = {k: params[k] for k in ("min_ts", "max_ts", "max_bytes")}
+        con.execute(reason_sql, bounds)
+        counts = con.execute(validate.reason_counts(check)).fetchall()
+        for reason, n in counts:
+            if reason is None:
+                report.stored[signal] += int(n)
+            else:
+                report.quarantined[QuarantineReason(reason)] += int(n)
+        if any(reason is None for reason, _ in counts):
+            con.execute(store_sql, {"batch": params["batch"]})
+        if any(reason is not None for reason, _ in counts):
+            con.execute(validate.quarantine_rows(check, signal.value, time_expr),
+                        {"batch": params["batch"], **bounds})
+
+    def _drop_staging(self) -> None:
+        names = ["stg_spans", "stg_logs", "stg_lines", "chk_spans", "chk_logs"]
+        names += [f"stg_metrics_{k}" for k in MetricType] + [f"chk_metrics_{k}" for k in MetricType]
+        for name in names:
+            self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query from the store layer's own SQL (analyses call named methods)."""
+        return self.con.execute(sql, params or []).fetchall()
+
+    def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
+        return self.con.execute(sql, params or []).fetch_arrow_table()
+
+
+def _explain_open_error(path: Path, exc: duckdb.IOException) -> Exception:
+    message = str(exc)
+    if "lock" in message.lower():
+        pid = re.search(r"PID (\d+)", message)
+        holder = f"process {pid.group(1)}" if pid else "another process"
+        return StoreLockedError(
+            f"{path} is being written by {holder}; DuckDB allows one writing process per file, "
+            "so stop that process (or point --db at another file) and retry"
+        )
+    return StoreError(f"cannot open {path}: {message.splitlines()[0]}")

@@ -1,0 +1,139 @@
+"""OTLP/JSON trace requests decoded inside DuckDB.
+
+Request lines (one `ExportTraceServiceRequest` JSON per line) are parsed with `from_json` into
+typed structs and unnested to one staged row per span, all vectorised in the engine. This path
+handles the OTLP JSON mapping's quirks: ids in any hex case (validation lower-cases them), enums
+as integers or names, 64-bit integers as strings or numbers, unknown fields ignored.
+Attribute values are stored as strings the way the Collector's ClickHouse exporter does
+(`AnyValue.AsString()`): arrays and maps as JSON, via a small Python function that only runs
+for those (rare) values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from telltale.model import SpanKind, StatusCode
+
+_AV = (
+    '{"stringValue":"VARCHAR","intValue":"VARCHAR","boolValue":"BOOLEAN",'
+    '"doubleValue":"DOUBLE","arrayValue":"JSON","kvlistValue":"JSON","bytesValue":"VARCHAR"}'
+)
+_KV = '[{"key":"VARCHAR","value":%s}]' % _AV
+_SPAN = (
+    '{"traceId":"VARCHAR","spanId":"VARCHAR","parentSpanId":"VARCHAR","traceState":"VARCHAR",'
+    '"name":"VARCHAR","kind":"VARCHAR","startTimeUnixNano":"VARCHAR","endTimeUnixNano":"VARCHAR",'
+    '"attributes":%(kv)s,"status":{"code":"VARCHAR","message":"VARCHAR"},'
+    '"events":[{"timeUnixNano":"VARCHAR","name":"VARCHAR","attributes":%(kv)s}],'
+    '"links":[{"traceId":"VARCHAR","spanId":"VARCHAR","traceState":"VARCHAR",'
+    '"attributes":%(kv)s}]}'
+) % {"kv": _KV}
+TRACE_REQUEST = (
+    '{"resourceSpans":[{"resource":{"attributes":%s},'
+    '"scopeSpans":[{"scope":{"name":"VARCHAR","version":"VARCHAR"},"spans":[%s]}]}]}'
+) % (_KV, _SPAN)
+
+UDF_NAME = "telltale_anyvalue"
+
+
+def anyvalue_text(value: Any) -> Any:
+    """Plain Python value of an OTLP JSON AnyValue (arrays and maps recursively)."""
+    if not isinstance(value, dict):
+        return value
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    if "arrayValue" in value:
+        return [anyvalue_text(v) for v in (value["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in value:
+        return {
+            kv.get("key", ""): anyvalue_text(kv.get("value"))
+            for kv in (value["kvlistValue"] or {}).get("values", [])
+        }
+    return None
+
+
+def complex_value_udf(container: str) -> str:
+    """UDF body: JSON text of `{"values": [...]}` (array or kvlist) → exporter-style JSON."""
+    parsed = orjson.loads(container)
+    values = parsed.get("values", []) if isinstance(parsed, dict) else []
+    if values and isinstance(values[0], dict) and "key" in values[0]:
+        return orjson.dumps(anyvalue_text({"kvlistValue": parsed})).decode()
+    return orjson.dumps(anyvalue_text({"arrayValue": parsed})).decode()
+
+
+def _value(a: str) -> str:
+    v = f"{a}.value"
+    return (
+        f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR),"
+        f" CAST({v}.doubleValue AS VARCHAR), {v}.bytesValue,"
+        f" {UDF_NAME}(CAST(coalesce({v}.arrayValue, {v}.kvlistValue) AS VARCHAR)), '')"
+    )
+
+
+def attrs_map(expr: str) -> str:
+    return (
+        f"map_from_entries(list_transform(coalesce({expr}, []),"
+        f" lambda a: {{'k': a.key, 'v': {_value('a')}}}))"
+    )
+
+
+def _enum_case(expr: str, enum: type[SpanKind] | type[StatusCode], prefix: str) -> str:
+    whens = []
+    for number, member in enumerate(enum):
+        whens.append(f"WHEN '{number}' THEN '{member.value}'")
+        whens.append(f"WHEN '{prefix}{member.name}' THEN '{member.value}'")
+        whens.append(f"WHEN '{member.name}' THEN '{member.value}'")
+    default = next(iter(enum)).value
+    return f"CASE upper(coalesce({expr}, '')) {' '.join(whens)} ELSE '{default}' END"
+
+
+def _ns(expr: str) -> str:
+    return f"TRY_CAST({expr} AS BIGINT)"
+
+
+STAGE_SPANS = f"""
+INSERT INTO stg_spans
+WITH req AS (
+    SELECT LineNo, from_json(Line, '{TRACE_REQUEST}') AS j FROM stg_lines
+), rs AS (
+    SELECT LineNo, unnest(j.resourceSpans) AS rs, generate_subscripts(j.resourceSpans, 1) AS ri
+    FROM req
+), res AS (
+    SELECT LineNo, ri, {attrs_map("rs.resource.attributes")} AS rattrs, rs.scopeSpans AS sss
+    FROM rs
+), ss AS (
+    SELECT LineNo, ri, rattrs, unnest(sss) AS ss, generate_subscripts(sss, 1) AS si FROM res
+), sp AS (
+    SELECT LineNo, ri, si, rattrs, ss.scope AS scope, unnest(ss.spans) AS s,
+        generate_subscripts(ss.spans, 1) AS pi
+    FROM ss
+), typed AS (
+    SELECT *, {attrs_map("s.attributes")} AS sattrs FROM sp
+)
+SELECT
+    'line ' || LineNo || ' span ' || ri || '.' || si || '.' || pi,
+    strlen(coalesce(s.name, '')) + list_sum(list_transform(map_entries(sattrs),
+        lambda e: strlen(e.key) + strlen(e.value))),
+    {_ns("s.startTimeUnixNano")}, {_ns("s.endTimeUnixNano")},
+    s.traceId, s.spanId, s.parentSpanId, s.traceState, s.name,
+    {_enum_case("s.kind", SpanKind, "SPAN_KIND_")},
+    rattrs['service.name'], rattrs, scope.name, scope.version, sattrs,
+    {_enum_case("s.status.code", StatusCode, "STATUS_CODE_")}, s.status.message,
+    list_transform(coalesce(s.events, []), lambda e: {{
+        'Timestamp': {_ns("e.timeUnixNano")}, 'Name': e.name,
+        'Attributes': {attrs_map("e.attributes")}}}),
+    list_transform(coalesce(s.links, []), lambda k: {{
+        'TraceId': lower(k.traceId), 'SpanId': lower(k.spanId), 'TraceState': k.traceState,
+        'Attributes': {attrs_map("k.attributes")}}})
+FROM typed
+"""

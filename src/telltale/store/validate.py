@@ -1,0 +1,120 @@
+"""Validation rules for staged records, as SQL: one rule set for every input format.
+
+Each staged table gets a `Reason` column (NULL = valid). Valid rows are normalised (lower-case
+ids, all-zero parent = root, Duration = end - start) and stored; the rest go to quarantine with
+the staged row as JSON, so nothing is lost. Bounds are bound parameters, never interpolated.
+"""
+
+from __future__ import annotations
+
+from telltale.model import MetricType, QuarantineReason as Q
+
+_HEX32 = "'^[0-9a-f]{32}$'"
+_HEX16 = "'^[0-9a-f]{16}$'"
+ZERO_PARENT = "0000000000000000"
+
+
+def _ts_bad(col: str) -> str:
+    # $min_ts / $max_ts / $max_bytes are bound per call.
+    return f"({col} IS NULL OR {col} < $min_ts OR {col} > $max_ts)"
+
+
+SPAN_REASON = f"""
+CREATE OR REPLACE TEMP TABLE chk_spans AS
+SELECT s.*, CASE
+    WHEN coalesce(s.TraceId, '') = '' THEN '{Q.MISSING_TRACE_ID}'
+    WHEN NOT regexp_matches(lower(s.TraceId), {_HEX32}) OR ltrim(s.TraceId, '0') = ''
+        THEN '{Q.BAD_TRACE_ID}'
+    WHEN coalesce(s.SpanId, '') = '' THEN '{Q.MISSING_SPAN_ID}'
+    WHEN NOT regexp_matches(lower(s.SpanId), {_HEX16}) OR ltrim(s.SpanId, '0') = ''
+        THEN '{Q.BAD_SPAN_ID}'
+    WHEN coalesce(s.ParentSpanId, '') <> ''
+        AND NOT regexp_matches(lower(s.ParentSpanId), {_HEX16}) THEN '{Q.BAD_PARENT_ID}'
+    WHEN {_ts_bad("s.StartNs")} OR s.EndNs IS NULL THEN '{Q.BAD_TIMESTAMP}'
+    WHEN s.EndNs < s.StartNs THEN '{Q.NEGATIVE_DURATION}'
+    WHEN coalesce(s.SpanName, '') = '' THEN '{Q.MISSING_NAME}'
+    WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
+END AS Reason
+FROM stg_spans s
+"""
+
+SPAN_STORE = f"""
+INSERT INTO otel_traces
+SELECT StartNs, lower(TraceId), lower(SpanId),
+    CASE WHEN lower(coalesce(ParentSpanId, '')) = '{ZERO_PARENT}' THEN ''
+         ELSE lower(coalesce(ParentSpanId, '')) END,
+    coalesce(TraceState, ''), SpanName, coalesce(SpanKind, 'Unspecified'),
+    coalesce(ServiceName, ''), coalesce(ResourceAttributes, MAP()), coalesce(ScopeName, ''),
+    coalesce(ScopeVersion, ''), coalesce(SpanAttributes, MAP()), EndNs - StartNs,
+    coalesce(StatusCode, 'Unset'), coalesce(StatusMessage, ''), coalesce(Events, []),
+    coalesce(Links, []), $batch
+FROM chk_spans WHERE Reason IS NULL
+ORDER BY ServiceName, TraceId, StartNs
+"""
+
+LOG_REASON = f"""
+CREATE OR REPLACE TEMP TABLE chk_logs AS
+SELECT s.*, CASE
+    WHEN coalesce(s.TraceId, '') <> '' AND
+        NOT regexp_matches(lower(s.TraceId), {_HEX32}) THEN '{Q.BAD_TRACE_ID}'
+    WHEN coalesce(s.SpanId, '') <> '' AND
+        NOT regexp_matches(lower(s.SpanId), {_HEX16}) THEN '{Q.BAD_SPAN_ID}'
+    WHEN {_ts_bad("coalesce(nullif(s.Timestamp, 0), s.ObservedTimestamp)")} THEN '{Q.BAD_TIMESTAMP}'
+    WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
+END AS Reason
+FROM stg_logs s
+"""
+
+LOG_STORE = """
+INSERT INTO otel_logs
+SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), ObservedTimestamp,
+    lower(coalesce(TraceId, '')), lower(coalesce(SpanId, '')), TraceFlags, SeverityText,
+    SeverityNumber, coalesce(ServiceName, ''), Body, ResourceSchemaUrl,
+    coalesce(ResourceAttributes, MAP()), ScopeSchemaUrl, ScopeName, ScopeVersion,
+    coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), EventName, $batch
+FROM chk_logs WHERE Reason IS NULL
+ORDER BY ServiceName, 1
+"""
+
+
+def metric_reason(kind: MetricType) -> str:
+    return f"""
+CREATE OR REPLACE TEMP TABLE chk_metrics_{kind} AS
+SELECT s.*, CASE
+    WHEN coalesce(s.MetricName, '') = '' THEN '{Q.MISSING_NAME}'
+    WHEN {_ts_bad("s.TimeUnix")} THEN '{Q.BAD_TIMESTAMP}'
+    WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
+END AS Reason
+FROM stg_metrics_{kind} s
+"""
+
+
+def metric_store(kind: MetricType, value_columns: list[str]) -> str:
+    values = ", ".join(value_columns)
+    return f"""
+INSERT INTO otel_metrics_{kind}
+SELECT coalesce(ResourceAttributes, MAP()), ResourceSchemaUrl, ScopeName, ScopeVersion,
+    coalesce(ScopeAttributes, MAP()), ScopeSchemaUrl, coalesce(ServiceName, ''), MetricName,
+    MetricDescription, MetricUnit, coalesce(Attributes, MAP()), StartTimeUnix, TimeUnix, Flags,
+    {values}, $batch
+FROM chk_metrics_{kind} WHERE Reason IS NULL
+ORDER BY ServiceName, MetricName, TimeUnix
+"""
+
+
+def quarantine_rows(check_table: str, signal: str, time_expr: str) -> str:
+    """Move rejected staged rows to quarantine, keeping the whole staged record as JSON.
+
+    `Timestamp` is the record's own time when it has a plausible one, so quality can be
+    bucketed by when things happened, not when they were ingested.
+    """
+    return f"""
+INSERT INTO telltale_quarantine
+SELECT $batch, '{signal}', Pos, Reason, NULL, to_json(c)::VARCHAR,
+    CASE WHEN {time_expr} BETWEEN $min_ts AND $max_ts THEN {time_expr} END
+FROM {check_table} c WHERE Reason IS NOT NULL
+"""
+
+
+def reason_counts(check_table: str) -> str:
+    return f"SELECT Reason, count(*) FROM {check_table} GROUP BY ALL"
