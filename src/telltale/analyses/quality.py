@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from telltale.model import QualityFlag, QuarantineReason, Signal
-from telltale.store import Store
-from telltale.store import quality_sql
+from telltale.store import Store, quality_sql
 
 NS = 1_000_000_000
 _TARGET_BUCKETS = 12

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from telltale.normalize.options import DecodeOptions
 from telltale.normalize.otlp_proto import REQUEST_TYPES, decode_request
 from telltale.normalize.staging import Decoded, Reject
 
+_LEADING_SPACE = re.compile(rb"\s*")
 _LINES = pa.schema([pa.field("LineNo", pa.int64()), pa.field("Line", pa.string())])
 
 
@@ -75,35 +77,29 @@ def _decode_doc(doc: Any, text: str, pos: str, out: Decoded) -> None:
 
 def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
-    stripped = data.strip()
-    if stripped.startswith(b"{") and b"\n" in stripped:
+    start = _LEADING_SPACE.match(data).end()  # type: ignore[union-attr]
+    first_line = data[start:data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
+    if first_line.startswith(b"{") and not first_line.rstrip().endswith(b"}"):
         # A pretty-printed single request is one document spanning many lines.
         try:
-            doc = orjson.loads(stripped)
+            doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             doc = None
         if doc is not None:
-            _decode_doc(doc, stripped.decode(), "line 1", out)
+            _decode_doc(doc, data.decode().strip(), "line 1", out)
             return out
     trace_nos: list[int] = []
     trace_lines: list[str] = []
-    for no, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode()
-        except UnicodeDecodeError as exc:
-            out.rejects.append(Reject(Signal.TRACES, f"line {no}", QuarantineReason.BAD_ENCODING,
-                                      raw.decode(errors="replace"), str(exc)))
-            continue
+    for no, text in _lines(data, out):
         # Cheap routing: only non-trace lines are parsed in Python.
-        if '"resourceSpans"' in text[:64] or ('"resourceLogs"' not in text
-                                               and '"resourceMetrics"' not in text):
+        head = text[:64]
+        if '"resourceSpans"' in head or ('"resourceLogs"' not in head
+                                         and '"resourceMetrics"' not in head):
             trace_nos.append(no)
             trace_lines.append(text)
             continue
         try:
-            doc = orjson.loads(raw)
+            doc = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             out.rejects.append(Reject(Signal.TRACES, f"line {no}", QuarantineReason.UNPARSABLE,
                                       text, str(exc)))
@@ -113,3 +109,22 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
         out.json_trace_lines.append(pa.table({"LineNo": trace_nos, "Line": trace_lines},
                                              schema=_LINES))
     return out
+
+
+def _lines(data: bytes, out: Decoded) -> list[tuple[int, str]]:
+    """Non-blank lines with 1-based numbers; lines that are not UTF-8 are rejected here."""
+    try:
+        return [(no, ln) for no, ln in enumerate(data.decode().split("\n"), start=1)
+                if ln.strip()]
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for no, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            lines.append((no, raw.decode()))
+        except UnicodeDecodeError as exc:
+            out.rejects.append(Reject(Signal.TRACES, f"line {no}", QuarantineReason.BAD_ENCODING,
+                                      raw.decode(errors="replace"), str(exc)))
+    return lines

@@ -145,33 +145,33 @@ def _points(metric: Metric) -> Iterator[tuple[MetricType, dict[str, Any]]]:
                                    "IsMonotonic": s.is_monotonic}
     elif data == "histogram":
         h = metric.histogram
-        for p in h.data_points:
+        for hp in h.data_points:
             yield MetricType.HISTOGRAM, {
-                **_point_common(p), "Count": p.count,
-                "Sum": p.sum if p.HasField("sum") else None,
-                "BucketCounts": list(p.bucket_counts), "ExplicitBounds": list(p.explicit_bounds),
-                "Min": p.min if p.HasField("min") else None,
-                "Max": p.max if p.HasField("max") else None,
+                **_point_common(hp), "Count": hp.count,
+                "Sum": hp.sum if hp.HasField("sum") else None,
+                "BucketCounts": list(hp.bucket_counts), "ExplicitBounds": list(hp.explicit_bounds),
+                "Min": hp.min if hp.HasField("min") else None,
+                "Max": hp.max if hp.HasField("max") else None,
                 "AggregationTemporality": int(h.aggregation_temporality)}
     elif data == "exponential_histogram":
         e = metric.exponential_histogram
-        for p in e.data_points:
+        for ep in e.data_points:
             yield MetricType.EXPONENTIAL_HISTOGRAM, {
-                **_point_common(p), "Count": p.count,
-                "Sum": p.sum if p.HasField("sum") else None, "Scale": p.scale,
-                "ZeroCount": p.zero_count, "PositiveOffset": p.positive.offset,
-                "PositiveBucketCounts": list(p.positive.bucket_counts),
-                "NegativeOffset": p.negative.offset,
-                "NegativeBucketCounts": list(p.negative.bucket_counts),
-                "Min": p.min if p.HasField("min") else None,
-                "Max": p.max if p.HasField("max") else None,
+                **_point_common(ep), "Count": ep.count,
+                "Sum": ep.sum if ep.HasField("sum") else None, "Scale": ep.scale,
+                "ZeroCount": ep.zero_count, "PositiveOffset": ep.positive.offset,
+                "PositiveBucketCounts": list(ep.positive.bucket_counts),
+                "NegativeOffset": ep.negative.offset,
+                "NegativeBucketCounts": list(ep.negative.bucket_counts),
+                "Min": ep.min if ep.HasField("min") else None,
+                "Max": ep.max if ep.HasField("max") else None,
                 "AggregationTemporality": int(e.aggregation_temporality)}
     elif data == "summary":
-        for p in metric.summary.data_points:
+        for qp in metric.summary.data_points:
             yield MetricType.SUMMARY, {
-                **_point_common(p), "Count": p.count, "Sum": p.sum,
+                **_point_common(qp), "Count": qp.count, "Sum": qp.sum,
                 "ValueAtQuantiles": [{"Quantile": q.quantile, "Value": q.value}
-                                     for q in p.quantile_values]}
+                                     for q in qp.quantile_values]}
 
 
 def metrics_tables(req: ExportMetricsServiceRequest, pos: str,

@@ -17,8 +17,15 @@ from telltale.model import MetricType, QuarantineReason, Signal
 
 ATTRS = pa.map_(pa.string(), pa.string())
 
-# Position of the record in its source ("line 12", "line 12 span 3", "row 7"), and its size.
-_POS = [pa.field("Pos", pa.string()), pa.field("RecordBytes", pa.int64())]
+# Position of the record in its source ("line 12", "line 12 span 3", "row 7"), its size, and
+# optionally a defect the decoder already found (a QuarantineReason value) with the raw text to
+# keep for it; validation quarantines rows with a Defect before checking anything else.
+_POS = [
+    pa.field("Pos", pa.string()),
+    pa.field("RecordBytes", pa.int64()),
+    pa.field("Defect", pa.string()),
+    pa.field("Raw", pa.string()),
+]
 
 EVENT = pa.struct(
     [pa.field("Timestamp", pa.int64()), pa.field("Name", pa.string()), pa.field("Attributes", ATTRS)]

@@ -230,21 +230,13 @@ class Store:
                 self._append(f"stg_metrics_{kind}", tbl)
         rejects = list(decoded.rejects)
         if decoded.json_trace_lines:
-            lines = pa.concat_tables(decoded.json_trace_lines)
-            con.register("tt_lines_view", lines)
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE stg_lines AS SELECT LineNo, Line,"
-                f" CASE WHEN json_valid(Line) THEN try(from_json(Line, '{otlp_json.TRACE_REQUEST}'))"
-                " END AS j FROM tt_lines_view"
-            )
-            con.unregister("tt_lines_view")
-            for line_no, line, valid in con.execute(
-                "SELECT LineNo, Line, json_valid(Line) FROM stg_lines"
-                " WHERE j IS NULL OR j.resourceSpans IS NULL"
-            ).fetchall():
-                reason = QuarantineReason.BAD_SHAPE if valid else QuarantineReason.UNPARSABLE
-                rejects.append(staging.Reject(Signal.TRACES, f"line {line_no}", reason, line))
-            con.execute(otlp_json.STAGE_SPANS)
+            # Small record batches let DuckDB spread the JSON work over all threads.
+            lines = pa.concat_tables(decoded.json_trace_lines).to_batches(max_chunksize=16)
+            con.register("tt_lines_view", pa.Table.from_batches(lines))
+            try:
+                con.execute(otlp_json.STAGE_SPANS)
+            finally:
+                con.unregister("tt_lines_view")
         if rejects:
             con.executemany(
                 "INSERT INTO telltale_quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -278,7 +270,7 @@ class Store:
                         {"batch": params["batch"], **bounds})
 
     def _drop_staging(self) -> None:
-        names = ["stg_spans", "stg_logs", "stg_lines", "chk_spans", "chk_logs"]
+        names = ["stg_spans", "stg_logs", "chk_spans", "chk_logs"]
         names += [f"stg_metrics_{k}" for k in MetricType] + [f"chk_metrics_{k}" for k in MetricType]
         for name in names:
             self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
@@ -290,7 +282,7 @@ class Store:
         return self.con.execute(sql, params or []).fetchall()
 
     def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
-        return self.con.execute(sql, params or []).fetch_arrow_table()
+        return self.con.execute(sql, params or []).to_arrow_table()
 
 
 def _explain_open_error(path: Path, exc: duckdb.IOException) -> Exception:

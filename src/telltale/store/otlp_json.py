@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from telltale.model import SpanKind, StatusCode
+from telltale.model import QuarantineReason, SpanKind, StatusCode
 
 _AV = (
     '{"stringValue":"VARCHAR","intValue":"VARCHAR","boolValue":"BOOLEAN",'
@@ -101,36 +101,53 @@ def _ns(expr: str) -> str:
     return f"TRY_CAST({expr} AS BIGINT)"
 
 
+# One pipeline from the Arrow scan to the insert, so DuckDB runs it on every core. A line that
+# is not JSON, or not a trace request, becomes one staged row carrying its Defect and raw text.
 STAGE_SPANS = f"""
 INSERT INTO stg_spans
 WITH req AS (
-    SELECT LineNo, from_json(Line, '{TRACE_REQUEST}') AS j FROM stg_lines
+    SELECT LineNo, Line, json_valid(Line) AS valid,
+        CASE WHEN json_valid(Line) THEN try(from_json(Line, '{TRACE_REQUEST}')) END AS j
+    FROM tt_lines_view
 ), rs AS (
-    SELECT LineNo, unnest(j.resourceSpans) AS rs, generate_subscripts(j.resourceSpans, 1) AS ri
+    SELECT LineNo, j.resourceSpans IS NULL AS bad,
+        CASE WHEN j.resourceSpans IS NULL THEN
+            CASE WHEN valid THEN '{QuarantineReason.BAD_SHAPE}'
+                 ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
+        CASE WHEN j.resourceSpans IS NULL THEN Line END AS raw,
+        unnest(CASE WHEN j.resourceSpans IS NULL THEN [NULL] ELSE j.resourceSpans END) AS rs,
+        generate_subscripts(CASE WHEN j.resourceSpans IS NULL THEN [NULL]
+            ELSE j.resourceSpans END, 1) AS ri
     FROM req
 ), res AS (
-    SELECT LineNo, ri, {attrs_map("rs.resource.attributes")} AS rattrs, rs.scopeSpans AS sss
+    SELECT LineNo, bad, defect, raw, ri, {attrs_map("rs.resource.attributes")} AS rattrs,
+        CASE WHEN bad THEN [NULL] ELSE coalesce(rs.scopeSpans, []) END AS sss
     FROM rs
 ), ss AS (
-    SELECT LineNo, ri, rattrs, unnest(sss) AS ss, generate_subscripts(sss, 1) AS si FROM res
+    SELECT LineNo, bad, defect, raw, ri, rattrs, unnest(sss) AS ss,
+        generate_subscripts(sss, 1) AS si
+    FROM res
 ), sp AS (
-    SELECT LineNo, ri, si, rattrs, ss.scope AS scope, unnest(ss.spans) AS s,
-        generate_subscripts(ss.spans, 1) AS pi
+    SELECT LineNo, defect, raw, ri, si, rattrs, ss.scope AS scope,
+        unnest(CASE WHEN bad THEN [NULL] ELSE coalesce(ss.spans, []) END) AS s,
+        generate_subscripts(CASE WHEN bad THEN [NULL] ELSE coalesce(ss.spans, []) END, 1) AS pi
     FROM ss
 ), typed AS (
     SELECT *, {attrs_map("s.attributes")} AS sattrs FROM sp
 )
 SELECT
-    'line ' || LineNo || ' span ' || ri || '.' || si || '.' || pi,
-    strlen(coalesce(s.name, '')) + list_sum(list_transform(map_entries(sattrs),
-        lambda e: strlen(e.key) + strlen(e.value))),
+    CASE WHEN defect IS NULL THEN 'line ' || LineNo || ' span ' || ri || '.' || si || '.' || pi
+         ELSE 'line ' || LineNo END,
+    strlen(coalesce(s.name, '')) + coalesce(list_sum(list_transform(map_entries(sattrs),
+        lambda e: strlen(e.key) + strlen(e.value))), 0),
+    defect, raw,
     {_ns("s.startTimeUnixNano")}, {_ns("s.endTimeUnixNano")},
     s.traceId, s.spanId, s.parentSpanId, s.traceState, s.name,
     {_enum_case("s.kind", SpanKind, "SPAN_KIND_")},
     rattrs['service.name'], rattrs, scope.name, scope.version, sattrs,
     {_enum_case("s.status.code", StatusCode, "STATUS_CODE_")}, s.status.message,
     list_transform(coalesce(s.events, []), lambda e: {{
-        'Timestamp': {_ns("e.timeUnixNano")}, 'Name': e.name,
+        'Timestamp': {_ns("e.timeUnixNano")}, 'Name': coalesce(e.name, ''),
         'Attributes': {attrs_map("e.attributes")}}}),
     list_transform(coalesce(s.links, []), lambda k: {{
         'TraceId': lower(k.traceId), 'SpanId': lower(k.spanId), 'TraceState': k.traceState,

@@ -7,7 +7,8 @@ the staged row as JSON, so nothing is lost. Bounds are bound parameters, never i
 
 from __future__ import annotations
 
-from telltale.model import MetricType, QuarantineReason as Q
+from telltale.model import MetricType
+from telltale.model import QuarantineReason as Q
 
 _HEX32 = "'^[0-9a-f]{32}$'"
 _HEX16 = "'^[0-9a-f]{16}$'"
@@ -22,6 +23,7 @@ def _ts_bad(col: str) -> str:
 SPAN_REASON = f"""
 CREATE OR REPLACE TEMP TABLE chk_spans AS
 SELECT s.*, CASE
+    WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.TraceId, '') = '' THEN '{Q.MISSING_TRACE_ID}'
     WHEN NOT regexp_matches(lower(s.TraceId), {_HEX32}) OR ltrim(s.TraceId, '0') = ''
         THEN '{Q.BAD_TRACE_ID}'
@@ -55,6 +57,7 @@ ORDER BY ServiceName, TraceId, StartNs
 LOG_REASON = f"""
 CREATE OR REPLACE TEMP TABLE chk_logs AS
 SELECT s.*, CASE
+    WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.TraceId, '') <> '' AND
         NOT regexp_matches(lower(s.TraceId), {_HEX32}) THEN '{Q.BAD_TRACE_ID}'
     WHEN coalesce(s.SpanId, '') <> '' AND
@@ -81,6 +84,7 @@ def metric_reason(kind: MetricType) -> str:
     return f"""
 CREATE OR REPLACE TEMP TABLE chk_metrics_{kind} AS
 SELECT s.*, CASE
+    WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.MetricName, '') = '' THEN '{Q.MISSING_NAME}'
     WHEN {_ts_bad("s.TimeUnix")} THEN '{Q.BAD_TIMESTAMP}'
     WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
@@ -110,7 +114,8 @@ def quarantine_rows(check_table: str, signal: str, time_expr: str) -> str:
     """
     return f"""
 INSERT INTO telltale_quarantine
-SELECT $batch, '{signal}', Pos, Reason, NULL, to_json(c)::VARCHAR,
+SELECT $batch, '{signal}', Pos, Reason, NULL,
+    coalesce(Raw, to_json(c)::VARCHAR),
     CASE WHEN {time_expr} BETWEEN $min_ts AND $max_ts THEN {time_expr} END
 FROM {check_table} c WHERE Reason IS NOT NULL
 """
