@@ -37,52 +37,74 @@ def _expand(per_resource: list[Any], index: list[int], typ: pa.DataType) -> pa.A
     return pa.array(per_resource, type=typ).take(pa.array(index, type=pa.int32()))
 
 
+def _map_array(kv_lists: list[Any]) -> pa.Array:
+    """Repeated KeyValue fields → one Arrow map array, a column at a time (no per-span dicts)."""
+    offsets = [0]
+    flat: list[Any] = []
+    for kvs in kv_lists:
+        flat.extend(kvs)
+        offsets.append(len(flat))
+    keys = [kv.key for kv in flat]
+    values = [kv.value.string_value for kv in flat]
+    kinds = [kv.value.WhichOneof("value") for kv in flat]
+    for i, kind in enumerate(kinds):
+        if kind != "string_value":  # rare: only non-string values need conversion
+            values[i] = as_string(flat[i].value)
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
+                                   pa.array(values, pa.string()))
+
+
 def spans_table(req: ExportTraceServiceRequest, pos: str) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in staging.SPANS.names}
+    spans: list[Any] = []
+    res_index: list[int] = []
+    scope_name: list[str] = []
+    scope_version: list[str] = []
     res_attrs: list[list[tuple[str, str]]] = []
     res_service: list[str | None] = []
-    res_index: list[int] = []
-    n = 0
     for ri, rs in enumerate(req.resource_spans):
         ra = attr_items(rs.resource.attributes)
         res_attrs.append(ra)
         res_service.append(dict(ra).get("service.name"))
         for ss in rs.scope_spans:
-            sname, sver = ss.scope.name, ss.scope.version
-            for sp in ss.spans:
-                n += 1
-                res_index.append(ri)
-                cols["Pos"].append(f"{pos} span {n}")
-                cols["RecordBytes"].append(sp.ByteSize())
-                cols["StartNs"].append(sp.start_time_unix_nano)
-                cols["EndNs"].append(sp.end_time_unix_nano)
-                cols["TraceId"].append(sp.trace_id.hex())
-                cols["SpanId"].append(sp.span_id.hex())
-                cols["ParentSpanId"].append(sp.parent_span_id.hex())
-                cols["TraceState"].append(sp.trace_state)
-                cols["SpanName"].append(sp.name)
-                cols["SpanKind"].append(_KINDS[sp.kind] if sp.kind < len(_KINDS) else _KINDS[0])
-                cols["ScopeName"].append(sname)
-                cols["ScopeVersion"].append(sver)
-                cols["SpanAttributes"].append(attr_items(sp.attributes))
-                st = sp.status
-                cols["StatusCode"].append(_STATUS[st.code] if st.code < 3 else _STATUS[0])
-                cols["StatusMessage"].append(st.message)
-                cols["Events"].append(
-                    [{"Timestamp": e.time_unix_nano, "Name": e.name,
-                      "Attributes": attr_items(e.attributes)} for e in sp.events]
-                    if sp.events else []
-                )
-                cols["Links"].append(
-                    [{"TraceId": k.trace_id.hex(), "SpanId": k.span_id.hex(),
-                      "TraceState": k.trace_state, "Attributes": attr_items(k.attributes)}
-                     for k in sp.links]
-                    if sp.links else []
-                )
-    del cols["ResourceAttributes"], cols["ServiceName"]
-    arrays = {k: pa.array(v, type=staging.SPANS.field(k).type) for k, v in cols.items()}
-    arrays["ResourceAttributes"] = _expand(res_attrs, res_index, staging.ATTRS)
-    arrays["ServiceName"] = _expand(res_service, res_index, pa.string())
+            batch = list(ss.spans)
+            spans.extend(batch)
+            res_index.extend([ri] * len(batch))
+            scope_name.extend([ss.scope.name] * len(batch))
+            scope_version.extend([ss.scope.version] * len(batch))
+    n = len(spans)
+    status = [sp.status for sp in spans]
+    string = pa.string()
+    arrays: dict[str, pa.Array] = {
+        "Pos": pa.array([f"{pos} span {i}" for i in range(1, n + 1)], string),
+        "RecordBytes": pa.array([sp.ByteSize() for sp in spans], pa.int64()),
+        "Defect": pa.nulls(n, string),
+        "Raw": pa.nulls(n, string),
+        "StartNs": pa.array([sp.start_time_unix_nano for sp in spans], pa.int64()),
+        "EndNs": pa.array([sp.end_time_unix_nano for sp in spans], pa.int64()),
+        "TraceId": pa.array([sp.trace_id.hex() for sp in spans], string),
+        "SpanId": pa.array([sp.span_id.hex() for sp in spans], string),
+        "ParentSpanId": pa.array([sp.parent_span_id.hex() for sp in spans], string),
+        "TraceState": pa.array([sp.trace_state for sp in spans], string),
+        "SpanName": pa.array([sp.name for sp in spans], string),
+        "SpanKind": pa.array([_KINDS[k] if k < len(_KINDS) else _KINDS[0]
+                              for k in (sp.kind for sp in spans)], string),
+        "ServiceName": _expand(res_service, res_index, string),
+        "ResourceAttributes": _expand(res_attrs, res_index, staging.ATTRS),
+        "ScopeName": pa.array(scope_name, string),
+        "ScopeVersion": pa.array(scope_version, string),
+        "SpanAttributes": _map_array([sp.attributes for sp in spans]),
+        "StatusCode": pa.array([_STATUS[c] if c < 3 else _STATUS[0]
+                                for c in (st.code for st in status)], string),
+        "StatusMessage": pa.array([st.message for st in status], string),
+        "Events": pa.array([
+            [{"Timestamp": e.time_unix_nano, "Name": e.name,
+              "Attributes": attr_items(e.attributes)} for e in sp.events] if sp.events else []
+            for sp in spans], staging.SPANS.field("Events").type),
+        "Links": pa.array([
+            [{"TraceId": k.trace_id.hex(), "SpanId": k.span_id.hex(), "TraceState": k.trace_state,
+              "Attributes": attr_items(k.attributes)} for k in sp.links] if sp.links else []
+            for sp in spans], staging.SPANS.field("Links").type),
+    }
     return pa.Table.from_arrays([arrays[f.name] for f in staging.SPANS], schema=staging.SPANS)
 
 
