@@ -36,7 +36,10 @@ def as_string(value: AnyValue) -> str:
         return repr(value.double_value)
     if which is None:
         return ""
-    return orjson.dumps(plain(value)).decode() if which != "bytes_value" else str(plain(value))
+    if which == "bytes_value":
+        return str(plain(value))
+    # Go's json.Marshal, which the exporter uses, writes map keys sorted.
+    return orjson.dumps(plain(value), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def attr_items(kvs: Iterable[KeyValue]) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from telltale.model import Format
 
 HEAD_BYTES = 256 * 1024
 _MAX_LINES = 50
+_JSON_STARTS = {b"{", b"[", b"}", b"]", b'"'}
 _OTLP_KEYS = re.compile(rb'"(resourceSpans|resourceLogs|resourceMetrics)"')
 _JAEGER = re.compile(rb'"traceID"\s*:')
 _JAEGER_SPANS = re.compile(rb'"(spans|operationName)"\s*:')
@@ -31,15 +32,11 @@ class Detection:
 
 
 def _is_text(head: bytes) -> bool:
-    sample = head[:4096]
-    if b"\x00" in sample:
-        return False
-    try:
-        sample.decode()
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the sample's end is still text.
-        return exc.start >= len(sample) - 3
-    return True
+    """Mostly printable UTF-8? A few damaged bytes (a torn line, a NUL) do not make a file binary."""
+    sample = head[:8192]
+    controls = sum(1 for b in sample if b < 9 or 13 < b < 32)
+    undecodable = sample.decode("utf-8", errors="replace").count("\ufffd")
+    return (controls + undecodable) <= len(sample) * 0.05
 
 
 def _json_kind(chunk: bytes) -> Format | None:

@@ -67,12 +67,31 @@ def infer_signal(payload: bytes, options: DecodeOptions) -> Signal | None:
     return None
 
 
-def decode(data: bytes, options: DecodeOptions) -> Decoded:
+def _reads_as_request(payload: bytes, options: DecodeOptions) -> bool:
+    signal = infer_signal(payload, options)
+    if signal is None:
+        return False
+    try:
+        return _plausible(signal, parse(signal, payload))
+    except DecodeError:
+        return False
+
+
+def _framing(data: bytes, options: DecodeOptions) -> tuple[list[bytes], bool]:
+    """(messages, framed). Lengths can tile a single message by chance, and a stream can hold
+    one message, so the tiling alone does not decide: the reading that yields a request does."""
     frames = split_delimited(data)
-    framed = frames is not None and len(frames) > 1
-    if not framed:
-        frames = [data]
-    assert frames is not None
+    if frames is None:
+        return [data], False
+    if _reads_as_request(frames[0], options):
+        return frames, True
+    if len(frames) > 1 and not _reads_as_request(data, options):
+        return frames, True
+    return [data], False
+
+
+def decode(data: bytes, options: DecodeOptions) -> Decoded:
+    frames, framed = _framing(data, options)
     out = Decoded()
     signal = infer_signal(frames[0], options) if frames else None
     for i, frame in enumerate(frames, start=1):

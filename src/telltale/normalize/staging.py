@@ -173,14 +173,16 @@ class Reject:
 class Decoded:
     """Everything one source decoded into: staged tables plus records refused while decoding.
 
-    `json_trace_lines` carries OTLP/JSON request lines (columns `Pos`, `Line`) that the store
-    decodes into staged spans inside the engine, which is several times faster than Python.
+    `json_trace_lines` / `json_log_lines` carry OTLP/JSON request lines (columns `LineNo`,
+    `Line`) that the store decodes into staged rows inside the engine, many times faster than
+    Python.
     """
 
     spans: list[pa.Table] = field(default_factory=list)
     logs: list[pa.Table] = field(default_factory=list)
     metrics: dict[MetricType, list[pa.Table]] = field(default_factory=dict)
     json_trace_lines: list[pa.Table] = field(default_factory=list)
+    json_log_lines: list[pa.Table] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
 
     def extend(self, other: Decoded) -> None:
@@ -189,6 +191,7 @@ class Decoded:
         for kind, tables in other.metrics.items():
             self.metrics.setdefault(kind, []).extend(tables)
         self.json_trace_lines += other.json_trace_lines
+        self.json_log_lines += other.json_log_lines
         self.rejects += other.rejects
 
 

@@ -221,22 +221,25 @@ class Store:
         con.execute(_create_temp("stg_logs", staging.LOGS))
         for kind, sch in staging.METRICS.items():
             con.execute(_create_temp(f"stg_metrics_{kind}", sch))
-        for tbl in decoded.spans:
-            self._append("stg_spans", tbl)
-        for tbl in decoded.logs:
-            self._append("stg_logs", tbl)
+        # One insert per staging table: many small inserts cost far more than one concat.
+        if decoded.spans:
+            self._append("stg_spans", pa.concat_tables(decoded.spans))
+        if decoded.logs:
+            self._append("stg_logs", pa.concat_tables(decoded.logs))
         for kind, tables in decoded.metrics.items():
-            for tbl in tables:
-                self._append(f"stg_metrics_{kind}", tbl)
+            if tables:
+                self._append(f"stg_metrics_{kind}", pa.concat_tables(tables))
         rejects = list(decoded.rejects)
-        if decoded.json_trace_lines:
-            # Small record batches let DuckDB spread the JSON work over all threads.
-            lines = pa.concat_tables(decoded.json_trace_lines).to_batches(max_chunksize=16)
-            con.register("tt_lines_view", pa.Table.from_batches(lines))
-            try:
-                con.execute(otlp_json.STAGE_SPANS)
-            finally:
-                con.unregister("tt_lines_view")
+        for lines, stage_sql in ((decoded.json_trace_lines, otlp_json.STAGE_SPANS),
+                                 (decoded.json_log_lines, otlp_json.STAGE_LOGS)):
+            if lines:
+                # Small record batches let DuckDB spread the JSON work over all threads.
+                batches = pa.concat_tables(lines).to_batches(max_chunksize=16)
+                con.register("tt_lines_view", pa.Table.from_batches(batches))
+                try:
+                    con.execute(stage_sql)
+                finally:
+                    con.unregister("tt_lines_view")
         if rejects:
             con.executemany(
                 "INSERT INTO telltale_quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -246,6 +249,8 @@ class Store:
             report.quarantined.update(r.reason for r in rejects)
 
     def _append(self, table: str, tbl: pa.Table) -> None:
+        # Large record batches: DuckDB's Arrow scan pays a fixed cost per batch.
+        tbl = pa.Table.from_batches(tbl.combine_chunks().to_batches(max_chunksize=1 << 16))
         self.con.register("tt_append_view", tbl)
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")
@@ -267,7 +272,8 @@ class Store:
             con.execute(store_sql, {"batch": params["batch"]})
         if any(reason is not None for reason, _ in counts):
             con.execute(validate.quarantine_rows(check, signal.value, time_expr),
-                        {"batch": params["batch"], **bounds})
+                        {"batch": params["batch"], "min_ts": bounds["min_ts"],
+                         "max_ts": bounds["max_ts"]})
 
     def _drop_staging(self) -> None:
         names = ["stg_spans", "stg_logs", "chk_spans", "chk_logs"]

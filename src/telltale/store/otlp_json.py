@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
 from telltale.model import QuarantineReason, SpanKind, StatusCode
 
 _AV = (
@@ -36,6 +38,7 @@ TRACE_REQUEST = (
 ) % (_KV, _SPAN)
 
 UDF_NAME = "telltale_anyvalue"
+_SORTED = orjson.OPT_SORT_KEYS  # Go's json.Marshal (the exporter's) writes map keys sorted
 
 
 def anyvalue_text(value: Any) -> Any:
@@ -67,12 +70,12 @@ def complex_value_udf(container: str) -> str:
     parsed = orjson.loads(container)
     values = parsed.get("values", []) if isinstance(parsed, dict) else []
     if values and isinstance(values[0], dict) and "key" in values[0]:
-        return orjson.dumps(anyvalue_text({"kvlistValue": parsed})).decode()
-    return orjson.dumps(anyvalue_text({"arrayValue": parsed})).decode()
+        return orjson.dumps(anyvalue_text({"kvlistValue": parsed}), option=_SORTED).decode()
+    return orjson.dumps(anyvalue_text({"arrayValue": parsed}), option=_SORTED).decode()
 
 
-def _value(a: str) -> str:
-    v = f"{a}.value"
+def _value(v: str) -> str:
+    """An AnyValue struct → its exporter string."""
     return (
         f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR),"
         f" CAST({v}.doubleValue AS VARCHAR), {v}.bytesValue,"
@@ -83,7 +86,7 @@ def _value(a: str) -> str:
 def attrs_map(expr: str) -> str:
     return (
         f"map_from_entries(list_transform(coalesce({expr}, []),"
-        f" lambda a: {{'k': a.key, 'v': {_value('a')}}}))"
+        f" lambda a: {{'k': a.key, 'v': {_value('a.value')}}}))"
     )
 
 
@@ -101,50 +104,82 @@ def _ns(expr: str) -> str:
     return f"TRY_CAST({expr} AS BIGINT)"
 
 
-# One pipeline from the Arrow scan to the insert, so DuckDB runs it on every core. A line that
-# is not JSON, or not a trace request, becomes one staged row carrying its Defect and raw text.
-STAGE_SPANS = f"""
-INSERT INTO stg_spans
+_LOG = (
+    '{"timeUnixNano":"VARCHAR","observedTimeUnixNano":"VARCHAR","severityNumber":"VARCHAR",'
+    '"severityText":"VARCHAR","body":%(av)s,"attributes":%(kv)s,"flags":"BIGINT",'
+    '"traceId":"VARCHAR","spanId":"VARCHAR","eventName":"VARCHAR"}'
+) % {"av": _AV, "kv": _KV}
+LOG_REQUEST = (
+    '{"resourceLogs":[{"resource":{"attributes":%s},"schemaUrl":"VARCHAR",'
+    '"scopeLogs":[{"scope":{"name":"VARCHAR","version":"VARCHAR","attributes":%s},'
+    '"schemaUrl":"VARCHAR","logRecords":[%s]}]}]}'
+) % (_KV, _KV, _LOG)
+
+
+def _severity(expr: str) -> str:
+    """Severity as an integer, from a number or an enum name (SEVERITY_NUMBER_INFO → 9)."""
+    whens = " ".join(f"WHEN '{name}' THEN {number}" for name, number in SeverityNumber.items())
+    return (f"coalesce(TRY_CAST({expr} AS INTEGER),"
+            f" CASE upper(coalesce({expr}, '')) {whens} END, 0)")
+
+
+def _stage(target: str, request: str, top: str, scoped: str, leaves: str,
+           columns: str) -> str:
+    """One pipeline from the Arrow scan of request lines to the staging insert.
+
+    DuckDB runs it on every core. A line that is not JSON, or not this signal's request, becomes
+    one staged row carrying its Defect and raw text, so it is quarantined with its line number.
+    In `columns`: LineNo, defect, raw, ri/si/pi (indices), rattrs, rs (resource), ss (scope
+    block) and s (the leaf record) are in scope.
+    """
+    leaf_list = f"CASE WHEN bad THEN [NULL] ELSE coalesce(ss.{leaves}, []) END"
+    return f"""
+INSERT INTO {target}
 WITH req AS (
     SELECT LineNo, Line, json_valid(Line) AS valid,
-        CASE WHEN json_valid(Line) THEN try(from_json(Line, '{TRACE_REQUEST}')) END AS j
+        CASE WHEN json_valid(Line) THEN try(from_json(Line, '{request}')) END AS j
     FROM tt_lines_view
-), rs AS (
-    SELECT LineNo, j.resourceSpans IS NULL AS bad,
-        CASE WHEN j.resourceSpans IS NULL THEN
+), top AS (
+    SELECT LineNo, j.{top} IS NULL AS bad,
+        CASE WHEN j.{top} IS NULL THEN
             CASE WHEN valid THEN '{QuarantineReason.BAD_SHAPE}'
                  ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
-        CASE WHEN j.resourceSpans IS NULL THEN Line END AS raw,
-        unnest(CASE WHEN j.resourceSpans IS NULL THEN [NULL] ELSE j.resourceSpans END) AS rs,
-        generate_subscripts(CASE WHEN j.resourceSpans IS NULL THEN [NULL]
-            ELSE j.resourceSpans END, 1) AS ri
+        CASE WHEN j.{top} IS NULL THEN Line END AS raw,
+        unnest(CASE WHEN j.{top} IS NULL THEN [NULL] ELSE j.{top} END) AS rs,
+        generate_subscripts(CASE WHEN j.{top} IS NULL THEN [NULL] ELSE j.{top} END, 1) AS ri
     FROM req
 ), res AS (
-    SELECT LineNo, bad, defect, raw, ri, {attrs_map("rs.resource.attributes")} AS rattrs,
-        CASE WHEN bad THEN [NULL] ELSE coalesce(rs.scopeSpans, []) END AS sss
-    FROM rs
-), ss AS (
-    SELECT LineNo, bad, defect, raw, ri, rattrs, unnest(sss) AS ss,
+    SELECT LineNo, bad, defect, raw, ri, rs, {attrs_map("rs.resource.attributes")} AS rattrs,
+        CASE WHEN bad THEN [NULL] ELSE coalesce(rs.{scoped}, []) END AS sss
+    FROM top
+), scoped AS (
+    SELECT LineNo, bad, defect, raw, ri, rs, rattrs, unnest(sss) AS ss,
         generate_subscripts(sss, 1) AS si
     FROM res
-), sp AS (
-    SELECT LineNo, defect, raw, ri, si, rattrs, ss.scope AS scope,
-        unnest(CASE WHEN bad THEN [NULL] ELSE coalesce(ss.spans, []) END) AS s,
-        generate_subscripts(CASE WHEN bad THEN [NULL] ELSE coalesce(ss.spans, []) END, 1) AS pi
-    FROM ss
-), typed AS (
-    SELECT *, {attrs_map("s.attributes")} AS sattrs FROM sp
+), leaf AS (
+    SELECT LineNo, defect, raw, ri, si, rs, rattrs, ss, unnest({leaf_list}) AS s,
+        generate_subscripts({leaf_list}, 1) AS pi
+    FROM scoped
 )
-SELECT
-    CASE WHEN defect IS NULL THEN 'line ' || LineNo || ' span ' || ri || '.' || si || '.' || pi
-         ELSE 'line ' || LineNo END,
-    strlen(coalesce(s.name, '')) + coalesce(list_sum(list_transform(map_entries(sattrs),
-        lambda e: strlen(e.key) + strlen(e.value))), 0),
+SELECT {columns} FROM leaf
+"""
+
+
+def _position(kind: str) -> str:
+    return (f"CASE WHEN defect IS NULL THEN 'line ' || LineNo || ' {kind} ' || ri || '.' || si"
+            f" || '.' || pi ELSE 'line ' || LineNo END")
+
+
+STAGE_SPANS = _stage("stg_spans", TRACE_REQUEST, "resourceSpans", "scopeSpans", "spans", f"""
+    {_position("span")},
+    strlen(coalesce(s.name, '')) + coalesce(list_sum(list_transform(s.attributes,
+        lambda a: strlen(a.key) + strlen(coalesce(a.value.stringValue, '')))), 0),
     defect, raw,
     {_ns("s.startTimeUnixNano")}, {_ns("s.endTimeUnixNano")},
     s.traceId, s.spanId, s.parentSpanId, s.traceState, s.name,
     {_enum_case("s.kind", SpanKind, "SPAN_KIND_")},
-    rattrs['service.name'], rattrs, scope.name, scope.version, sattrs,
+    rattrs['service.name'], rattrs, ss.scope.name, ss.scope.version,
+    {attrs_map("s.attributes")},
     {_enum_case("s.status.code", StatusCode, "STATUS_CODE_")}, s.status.message,
     list_transform(coalesce(s.events, []), lambda e: {{
         'Timestamp': {_ns("e.timeUnixNano")}, 'Name': coalesce(e.name, ''),
@@ -152,5 +187,16 @@ SELECT
     list_transform(coalesce(s.links, []), lambda k: {{
         'TraceId': lower(k.traceId), 'SpanId': lower(k.spanId), 'TraceState': k.traceState,
         'Attributes': {attrs_map("k.attributes")}}})
-FROM typed
-"""
+""")
+
+STAGE_LOGS = _stage("stg_logs", LOG_REQUEST, "resourceLogs", "scopeLogs", "logRecords", f"""
+    {_position("log")},
+    strlen(coalesce(s.body.stringValue, '')) + coalesce(list_sum(list_transform(s.attributes,
+        lambda a: strlen(a.key) + strlen(coalesce(a.value.stringValue, '')))), 0),
+    defect, raw,
+    {_ns("s.timeUnixNano")}, {_ns("s.observedTimeUnixNano")}, s.traceId, s.spanId, s.flags,
+    s.severityText, {_severity("s.severityNumber")}, rattrs['service.name'],
+    CASE WHEN s.body IS NULL THEN NULL ELSE {_value("s.body")} END,
+    rs.schemaUrl, rattrs, ss.schemaUrl, ss.scope.name, ss.scope.version,
+    {attrs_map("ss.scope.attributes")}, {attrs_map("s.attributes")}, s.eventName
+""")

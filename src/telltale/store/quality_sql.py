@@ -57,7 +57,8 @@ GROUP BY ALL
 
 QUARANTINE_GROUPS = {
     "source": "b.Source",
-    "service": "coalesce(json_extract_string(q.Raw, '$.ServiceName'), '(unknown)')",
+    "service": "coalesce(CASE WHEN json_valid(q.Raw) THEN json_extract_string(q.Raw, '$.ServiceName') END,"
+               " '(unknown)')",
 }
 
 # Logs and metric points per source/service: stored vs quarantined (no trace structure).

@@ -70,11 +70,13 @@ FROM stg_logs s
 
 LOG_STORE = """
 INSERT INTO otel_logs
-SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), ObservedTimestamp,
-    lower(coalesce(TraceId, '')), lower(coalesce(SpanId, '')), TraceFlags, SeverityText,
-    SeverityNumber, coalesce(ServiceName, ''), Body, ResourceSchemaUrl,
-    coalesce(ResourceAttributes, MAP()), ScopeSchemaUrl, ScopeName, ScopeVersion,
-    coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), EventName, $batch
+SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), coalesce(ObservedTimestamp, 0),
+    lower(coalesce(TraceId, '')), lower(coalesce(SpanId, '')), coalesce(TraceFlags, 0),
+    coalesce(SeverityText, ''), coalesce(SeverityNumber, 0), coalesce(ServiceName, ''),
+    coalesce(Body, ''), coalesce(ResourceSchemaUrl, ''), coalesce(ResourceAttributes, MAP()),
+    coalesce(ScopeSchemaUrl, ''), coalesce(ScopeName, ''), coalesce(ScopeVersion, ''),
+    coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), coalesce(EventName, ''),
+    $batch
 FROM chk_logs WHERE Reason IS NULL
 ORDER BY ServiceName, 1
 """
