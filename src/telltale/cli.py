@@ -25,7 +25,7 @@ from telltale.settings import ENV_DB, Settings
 from telltale.sources.files import SourceError
 from telltale.store import Store, StoreLockedError
 from telltale.store.duck import StoreError
-from telltale.window import NS, WindowError, parse_duration, resolve
+from telltale.window import WindowError, parse_duration, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
 _USER_ERRORS = (SourceError, WindowError, StoreLockedError, StoreError, DetectionError,
@@ -163,4 +163,3 @@ def _register_optional() -> None:
 
 
 _register_optional()
-_ = NS

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from telltale.ingest import SourceResult
+from telltale.model import Signal
 
 
 def result_dict(r: SourceResult) -> dict[str, Any]:
@@ -31,22 +32,33 @@ def to_json(results: list[SourceResult]) -> str:
                         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
+def _short(source: str) -> str:
+    """The last two path parts: enough to tell sources apart in a terminal table."""
+    parts = source.replace("\\", "/").rstrip("/").split("/")
+    return "/".join(parts[-2:])
+
+
 def print_table(results: list[SourceResult], console: Console) -> None:
     t = Table(title="ingest summary")
-    for col in ("source", "format", "read", "stored", "quarantined", "by reason"):
-        t.add_column(col, justify="right" if col in {"read", "stored", "quarantined"} else "left")
+    t.add_column("source", overflow="fold")
+    t.add_column("format")
+    for col in ("read", "spans", "logs", "points", "quarantined"):
+        t.add_column(col, justify="right")
+    t.add_column("quarantined by reason", overflow="fold")
     for r in results:
         rep = r.report
+        fmt = r.format.value if r.format else "unknown"
         if r.error or rep is None:
-            t.add_row(r.source, "-", "-", "-", "-", f"[red]error: {r.error}[/red]")
+            t.add_row(_short(r.source), "-", "", "", "", "", "", f"[red]error: {r.error}[/red]")
             continue
         if rep.already_ingested:
-            t.add_row(r.source, r.format.value if r.format else "?", "-", "-", "-",
-                      f"already ingested (batch {rep.batch_id}); nothing stored again")
+            t.add_row(_short(r.source), fmt, "", "", "", "", "",
+                      f"[dim]already ingested (batch {rep.batch_id}): nothing stored twice[/dim]")
             continue
         reasons = ", ".join(f"{k.value} {v:,}" for k, v in
                             sorted(rep.quarantined.items(), key=lambda kv: -kv[1]))
-        stored = " + ".join(f"{v:,} {k.value}" for k, v in sorted(rep.stored.items())) or "0"
-        t.add_row(r.source, r.format.value if r.format else "unknown", f"{rep.records_read:,}",
-                  stored, f"{rep.total_quarantined:,}", reasons)
+        q = rep.total_quarantined
+        t.add_row(_short(r.source), fmt, f"{rep.records_read:,}",
+                  *(f"{rep.stored.get(sig, 0):,}" for sig in Signal),
+                  f"[red]{q:,}[/red]" if q else "0", reasons)
     console.print(t)

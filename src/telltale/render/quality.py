@@ -81,23 +81,32 @@ def _sparkline(g: GroupQuality) -> str:
     return "".join(chars)
 
 
+def _short(key: str, report: QualityReport) -> str:
+    if report.by.value != "source":
+        return key
+    return "/".join(key.replace("\\", "/").rstrip("/").split("/")[-2:])
+
+
 def print_table(report: QualityReport, console: Console) -> None:
     t = Table(title=f"Trace quality by {report.by.value} "
                     f"({iso(report.since)} → {iso(report.until)}, "
                     f"buckets of {report.bucket_ns // 1_000_000_000}s)")
-    t.add_column(report.by.value)
+    t.add_column(report.by.value, overflow="fold")
     for col in ("received", "stored", "quarantined", "orphan", "dup", "skew", "no root",
-                "score", "score over time"):
-        t.add_column(col, justify="right" if col != "score over time" else "left")
-    for g in [*report.groups, None]:
+                "score", "over time"):
+        t.add_column(col, justify="right" if col != "over time" else "left")
+    # Sources/services without trace records (logs or metrics only) are summed up below.
+    groups = [g for g in report.groups if g.spans.received]
+    for g in [*groups, None]:
         c = report.total if g is None else g.spans
         q = sum(c.quarantined.values())
         t.add_row(
-            "[b]all[/b]" if g is None else g.key, f"{c.received:,}", f"{c.stored:,}",
+            "[b]all[/b]" if g is None else _short(g.key, report), f"{c.received:,}",
+            f"{c.stored:,}",
             f"{q:,}" if not q else f"[red]{q:,}[/red]",
             *(f"{c.flags.get(f, 0):,}" for f in QualityFlag),
             _score(c.score), "" if g is None else _sparkline(g),
-            end_section=g is report.groups[-1] if report.groups and g is not None else False,
+            end_section=bool(groups) and g is groups[-1],
         )
     console.print(t)
     reasons = report.total.quarantined

@@ -102,10 +102,16 @@ class Store:
             otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"], "VARCHAR",
             side_effects=False,
         )
-        if not read_only:
-            self.migrate()
-        elif self.schema_version() == 0:
-            raise StoreError(f"{self.path} is not a telltale store")
+        try:
+            if not read_only:
+                self.migrate()
+            elif self.schema_version() == 0:
+                raise StoreError(f"{self.path} is not a telltale store")
+            else:
+                self._refuse_newer(self.schema_version())
+        except Exception:
+            self.con.close()  # release the file lock: the caller never gets this object
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -129,14 +135,17 @@ class Store:
         row = self.con.execute("SELECT max(Version) FROM telltale_schema_version").fetchall()
         return int(row[0][0] or 0)
 
-    def migrate(self) -> None:
-        self.con.execute(schema.VERSION_TABLE)
-        current = self.schema_version()
+    def _refuse_newer(self, current: int) -> None:
         if current > len(schema.MIGRATIONS):
             raise StoreError(
                 f"{self.path} has schema version {current}; this telltale knows "
                 f"{len(schema.MIGRATIONS)}. Upgrade telltale."
             )
+
+    def migrate(self) -> None:
+        self.con.execute(schema.VERSION_TABLE)
+        current = self.schema_version()
+        self._refuse_newer(current)
         for version, statements in enumerate(schema.MIGRATIONS, start=1):
             if version <= current:
                 continue
@@ -191,14 +200,14 @@ class Store:
                 "now": self.settings.clock(),
             }
             self._stage(decoded, report, params)
-            self._check_and_store("chk_spans", validate.SPAN_REASON, validate.SPAN_STORE,
+            self._check_and_store("stg_spans", validate.SPAN_REASON, validate.SPAN_STORE,
                                   Signal.TRACES, "StartNs", report, params)
-            self._check_and_store("chk_logs", validate.LOG_REASON, validate.LOG_STORE,
+            self._check_and_store("stg_logs", validate.LOG_REASON, validate.LOG_STORE,
                                   Signal.LOGS, "coalesce(nullif(Timestamp, 0), ObservedTimestamp)",
                                   report, params)
             for kind in MetricType:
                 self._check_and_store(
-                    f"chk_metrics_{kind}", validate.metric_reason(kind),
+                    f"stg_metrics_{kind}", validate.metric_reason(kind),
                     validate.metric_store(kind, _METRIC_VALUE_COLUMNS[kind]),
                     Signal.METRICS, "TimeUnix", report, params,
                 )
@@ -230,14 +239,18 @@ class Store:
             if tables:
                 self._append(f"stg_metrics_{kind}", pa.concat_tables(tables))
         rejects = list(decoded.rejects)
-        for lines, stage_sql in ((decoded.json_trace_lines, otlp_json.STAGE_SPANS),
-                                 (decoded.json_log_lines, otlp_json.STAGE_LOGS)):
+        for lines, table, stage_sql, suspects_sql in (
+            (decoded.json_trace_lines, "stg_spans", otlp_json.STAGE_SPANS,
+             otlp_json.SUSPECT_TRACE_LINES),
+            (decoded.json_log_lines, "stg_logs", otlp_json.STAGE_LOGS, otlp_json.SUSPECT_LOG_LINES),
+        ):
             if lines:
                 # Small record batches let DuckDB spread the JSON work over all threads.
                 batches = pa.concat_tables(lines).to_batches(max_chunksize=16)
                 con.register("tt_lines_view", pa.Table.from_batches(batches))
                 try:
                     con.execute(stage_sql)
+                    self._requarantine_suspects(table, suspects_sql)
                 finally:
                     con.unregister("tt_lines_view")
         if rejects:
@@ -247,6 +260,16 @@ class Store:
                   r.raw, None] for r in rejects],
             )
             report.quarantined.update(r.reason for r in rejects)
+
+    def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
+        """Lines that staged fewer records than their text holds are quarantined whole."""
+        for line_no, line, staged in self.con.execute(suspects_sql).fetchall():
+            if staged == 0 and otlp_json.is_empty_request(line, table):
+                continue  # a well-formed request with no records: nothing to keep
+            self.con.execute(otlp_json.requarantine_line(table), {"line": line_no})
+            self.con.execute(otlp_json.line_defect_row(table), {
+                "pos": f"line {line_no}", "bytes": len(line),
+                "defect": QuarantineReason.BAD_SHAPE.value, "raw": line})
 
     def _append(self, table: str, tbl: pa.Table) -> None:
         # Large record batches: DuckDB's Arrow scan pays a fixed cost per batch.
@@ -276,8 +299,7 @@ class Store:
                          "max_ts": bounds["max_ts"]})
 
     def _drop_staging(self) -> None:
-        names = ["stg_spans", "stg_logs", "chk_spans", "chk_logs"]
-        names += [f"stg_metrics_{k}" for k in MetricType] + [f"chk_metrics_{k}" for k in MetricType]
+        names = ["stg_spans", "stg_logs", *(f"stg_metrics_{k}" for k in MetricType)]
         for name in names:
             self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from telltale.model import QuarantineReason, SpanKind, StatusCode
@@ -200,3 +199,68 @@ STAGE_LOGS = _stage("stg_logs", LOG_REQUEST, "resourceLogs", "scopeLogs", "logRe
     rs.schemaUrl, rattrs, ss.schemaUrl, ss.scope.name, ss.scope.version,
     {attrs_map("ss.scope.attributes")}, {attrs_map("s.attributes")}, s.eventName
 """)
+
+
+# The engine's from_json is lenient: a mistyped container (`"spans": "x"`) becomes NULL and its
+# records would vanish. So each line's records are also counted in its raw text (by a key every
+# record carries) and compared with what was staged; a line that staged fewer is suspect.
+def _occurrences(key: str) -> str:
+    needle = f'"{key}":'
+    return f"(length(Line) - length(replace(Line, '{needle}', ''))) // {len(needle)}"
+
+
+SUSPECT_TRACE_LINES = f"""
+WITH staged AS (
+    SELECT TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) AS LineNo,
+        count(*) + coalesce(sum(len(Links)), 0) AS n, bool_or(Defect IS NOT NULL) AS defect
+    FROM stg_spans GROUP BY 1
+)
+SELECT v.LineNo, v.Line, coalesce(s.n, 0) FROM tt_lines_view v LEFT JOIN staged s USING (LineNo)
+WHERE NOT coalesce(s.defect, false) AND coalesce(s.n, 0) < greatest({_occurrences("spanId")}, 1)
+"""
+
+SUSPECT_LOG_LINES = f"""
+WITH staged AS (
+    SELECT TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) AS LineNo, count(*) AS n,
+        bool_or(Defect IS NOT NULL) AS defect
+    FROM stg_logs GROUP BY 1
+)
+SELECT v.LineNo, v.Line, coalesce(s.n, 0) FROM tt_lines_view v LEFT JOIN staged s USING (LineNo)
+WHERE NOT coalesce(s.defect, false) AND coalesce(s.n, 0) < greatest(
+    {_occurrences("timeUnixNano")}, {_occurrences("observedTimeUnixNano")}, 1)
+"""
+
+_CONTAINERS = {
+    "stg_spans": ("resourceSpans", "scopeSpans", "spans"),
+    "stg_logs": ("resourceLogs", "scopeLogs", "logRecords"),
+}
+
+
+def is_empty_request(line: str, table: str) -> bool:
+    """True when a line that staged nothing is a well-formed request holding no records."""
+    top, scoped, leaves = _CONTAINERS[table]
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    blocks = doc.get(top) if isinstance(doc, dict) else None
+    if not isinstance(blocks, list):
+        return False
+    for block in blocks:
+        scopes = block.get(scoped, []) if isinstance(block, dict) else None
+        if not isinstance(scopes, list):
+            return False
+        for scope in scopes:
+            records = scope.get(leaves, []) if isinstance(scope, dict) else None
+            if not isinstance(records, list) or records:
+                return False
+    return True
+
+
+def requarantine_line(table: str) -> str:
+    """Replace a suspect line's staged rows with one row quarantining the whole line."""
+    return f"DELETE FROM {table} WHERE TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) = $line"
+
+
+def line_defect_row(table: str) -> str:
+    return f"INSERT INTO {table} (Pos, RecordBytes, Defect, Raw) VALUES ($pos, $bytes, $defect, $raw)"

@@ -86,7 +86,20 @@ WHERE q.Signal <> 'traces' AND (q.Timestamp IS NULL OR (q.Timestamp >= $since AN
 GROUP BY ALL
 """
 
-TIME_RANGE = "SELECT min(Timestamp), max(Timestamp + Duration) FROM otel_traces"
+# The data's own range: every signal, and quarantined records that carry a usable time, so
+# a store holding only logs, or only rejected spans, still reports them.
+TIME_RANGE = """
+SELECT min(lo), max(hi) FROM (
+    SELECT min(Timestamp) AS lo, max(Timestamp + Duration) AS hi FROM otel_traces
+    UNION ALL SELECT min(Timestamp), max(Timestamp) FROM telltale_quarantine
+    UNION ALL SELECT min(Timestamp), max(Timestamp) FROM otel_logs
+    UNION ALL SELECT min(TimeUnix), max(TimeUnix) FROM otel_metrics_gauge
+    UNION ALL SELECT min(TimeUnix), max(TimeUnix) FROM otel_metrics_sum
+    UNION ALL SELECT min(TimeUnix), max(TimeUnix) FROM otel_metrics_histogram
+    UNION ALL SELECT min(TimeUnix), max(TimeUnix) FROM otel_metrics_exponential_histogram
+    UNION ALL SELECT min(TimeUnix), max(TimeUnix) FROM otel_metrics_summary
+)
+"""
 
 
 def _grouped(sql: str, groups: dict[str, str], by: str) -> str:

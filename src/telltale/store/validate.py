@@ -1,6 +1,7 @@
 """Validation rules for staged records, as SQL: one rule set for every input format.
 
-Each staged table gets a `Reason` column (NULL = valid). Valid rows are normalised (lower-case
+Each staged row's `Defect` is set to its reason (NULL = valid) by one UPDATE, which touches a
+single column instead of copying the staged rows. Valid rows are normalised (lower-case
 ids, all-zero parent = root, Duration = end - start) and stored; the rest go to quarantine with
 the staged row as JSON, so nothing is lost. Bounds are bound parameters, never interpolated.
 """
@@ -21,8 +22,7 @@ def _ts_bad(col: str) -> str:
 
 
 SPAN_REASON = f"""
-CREATE OR REPLACE TEMP TABLE chk_spans AS
-SELECT s.*, CASE
+UPDATE stg_spans s SET Defect = CASE
     WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.TraceId, '') = '' THEN '{Q.MISSING_TRACE_ID}'
     WHEN NOT regexp_matches(lower(s.TraceId), {_HEX32}) OR ltrim(s.TraceId, '0') = ''
@@ -36,8 +36,7 @@ SELECT s.*, CASE
     WHEN s.EndNs < s.StartNs THEN '{Q.NEGATIVE_DURATION}'
     WHEN coalesce(s.SpanName, '') = '' THEN '{Q.MISSING_NAME}'
     WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
-END AS Reason
-FROM stg_spans s
+END
 """
 
 SPAN_STORE = f"""
@@ -50,13 +49,12 @@ SELECT StartNs, lower(TraceId), lower(SpanId),
     coalesce(ScopeVersion, ''), coalesce(SpanAttributes, MAP()), EndNs - StartNs,
     coalesce(StatusCode, 'Unset'), coalesce(StatusMessage, ''), coalesce(Events, []),
     coalesce(Links, []), $batch
-FROM chk_spans WHERE Reason IS NULL
+FROM stg_spans WHERE Defect IS NULL
 ORDER BY ServiceName, TraceId, StartNs
 """
 
 LOG_REASON = f"""
-CREATE OR REPLACE TEMP TABLE chk_logs AS
-SELECT s.*, CASE
+UPDATE stg_logs s SET Defect = CASE
     WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.TraceId, '') <> '' AND
         NOT regexp_matches(lower(s.TraceId), {_HEX32}) THEN '{Q.BAD_TRACE_ID}'
@@ -64,8 +62,7 @@ SELECT s.*, CASE
         NOT regexp_matches(lower(s.SpanId), {_HEX16}) THEN '{Q.BAD_SPAN_ID}'
     WHEN {_ts_bad("coalesce(nullif(s.Timestamp, 0), s.ObservedTimestamp)")} THEN '{Q.BAD_TIMESTAMP}'
     WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
-END AS Reason
-FROM stg_logs s
+END
 """
 
 LOG_STORE = """
@@ -77,21 +74,19 @@ SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), coalesce(ObservedTimes
     coalesce(ScopeSchemaUrl, ''), coalesce(ScopeName, ''), coalesce(ScopeVersion, ''),
     coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), coalesce(EventName, ''),
     $batch
-FROM chk_logs WHERE Reason IS NULL
+FROM stg_logs WHERE Defect IS NULL
 ORDER BY ServiceName, 1
 """
 
 
 def metric_reason(kind: MetricType) -> str:
     return f"""
-CREATE OR REPLACE TEMP TABLE chk_metrics_{kind} AS
-SELECT s.*, CASE
+UPDATE stg_metrics_{kind} s SET Defect = CASE
     WHEN s.Defect IS NOT NULL THEN s.Defect
     WHEN coalesce(s.MetricName, '') = '' THEN '{Q.MISSING_NAME}'
     WHEN {_ts_bad("s.TimeUnix")} THEN '{Q.BAD_TIMESTAMP}'
     WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
-END AS Reason
-FROM stg_metrics_{kind} s
+END
 """
 
 
@@ -103,7 +98,7 @@ SELECT coalesce(ResourceAttributes, MAP()), ResourceSchemaUrl, ScopeName, ScopeV
     coalesce(ScopeAttributes, MAP()), ScopeSchemaUrl, coalesce(ServiceName, ''), MetricName,
     MetricDescription, MetricUnit, coalesce(Attributes, MAP()), StartTimeUnix, TimeUnix, Flags,
     {values}, $batch
-FROM chk_metrics_{kind} WHERE Reason IS NULL
+FROM stg_metrics_{kind} WHERE Defect IS NULL
 ORDER BY ServiceName, MetricName, TimeUnix
 """
 
@@ -116,12 +111,12 @@ def quarantine_rows(check_table: str, signal: str, time_expr: str) -> str:
     """
     return f"""
 INSERT INTO telltale_quarantine
-SELECT $batch, '{signal}', Pos, Reason, NULL,
+SELECT $batch, '{signal}', Pos, Defect, NULL,
     coalesce(Raw, to_json(c)::VARCHAR),
     CASE WHEN {time_expr} BETWEEN $min_ts AND $max_ts THEN {time_expr} END
-FROM {check_table} c WHERE Reason IS NOT NULL
+FROM {check_table} c WHERE Defect IS NOT NULL
 """
 
 
 def reason_counts(check_table: str) -> str:
-    return f"SELECT Reason, count(*) FROM {check_table} GROUP BY ALL"
+    return f"SELECT Defect, count(*) FROM {check_table} GROUP BY ALL"
