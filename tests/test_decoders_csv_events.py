@@ -271,3 +271,117 @@ def test_events_unmappable_source_and_bad_mapping() -> None:
         events.decode(_lines(SPAWN), DecodeOptions(mapping={"timestamp": "ts"}))
     with pytest.raises(events.MappingError, match="time_unit"):
         events.decode(_lines(SPAWN), DecodeOptions(mapping={"time_unit": "days"}))
+
+
+# -- events: merging the lines of one unit of work ---------------------------------------------
+
+T0_S = T0_MS // 1000
+SPAN_1, SPAN_2, SPAN_3 = "b7ad6b7169203331", "b7ad6b7169203332", "b7ad6b7169203333"
+
+
+def _worker(worker: str, span_id: str, **fields: object) -> dict[str, object]:
+    return {"event": "spawn", "model": "claude-x", "caste": "worker", "task": "t-17",
+            "worker": worker, "trace_id": TID, "span_id": span_id, **fields}
+
+
+MERGE_LOG = _lines(
+    _worker("w-1", SPAN_1, ts=T0_S),  # line 1
+    _worker("w-2", SPAN_2, ts=T0_S + 1, source="router"),  # line 2
+    b"{torn",  # line 3
+    # complete lines are written when the worker ends: ts is the end, duration the whole run
+    _worker("w-1", SPAN_1, ts=T0_S + 2.5, event="complete", outcome="success",
+            duration_ms=2500, tokens=900),  # line 4
+    _worker("w-3", SPAN_3, ts=T0_S + 3),  # line 5: never completes
+    _worker("w-1", SPAN_1, ts=T0_S + 4, event="note", tokens=1000),  # line 6: no outcome
+    # ts and duration disagree (rounded log): the end is the later of the two
+    _worker("w-2", SPAN_2, ts=T0_S + 31, event="complete", outcome="timeout",
+            duration_ms=30_000.5, source="fallback"),  # line 7
+)
+
+_SPAN_COLUMNS = ("SELECT SpanId, TraceId, SpanName, ServiceName, Timestamp, Duration, StatusCode,"
+                 " StatusMessage, SpanAttributes FROM otel_traces ORDER BY Timestamp")
+
+
+def test_spawn_and_complete_lines_merge_into_one_span(tmp_path: Path) -> None:
+    decoded = events.decode(MERGE_LOG, DecodeOptions(source="agents.jsonl"))
+    [table] = decoded.spans
+    assert table.column("Pos").to_pylist() == ["lines 1,4,6", "lines 2,7", "line 5"]
+    sizes = [len(line) for line in MERGE_LOG.split(b"\n")]
+    assert table.column("RecordBytes").to_pylist() == [
+        sizes[0] + sizes[3] + sizes[5], sizes[1] + sizes[6], sizes[4]]
+    store, report = ingest(tmp_path, decoded, Format.EVENTS_JSONL)
+    with store:
+        w1, w2, w3 = store.query(_SPAN_COLUMNS)
+        rejected = quarantine(store)
+    base = {"agent.model": "claude-x", "agent.caste": "worker", "agent.task": "t-17"}
+    # From the spawn (start) to the latest of the later lines (the note at +4 s); the name is
+    # the first line's; the status the last outcome seen (the note has none).
+    assert w1 == (SPAN_1, TID, "agent.spawn", "agents", T0_NS, 4_000_000_000, "Ok", "",
+                  {**base, "agent.worker": "w-1", "agent.outcome": "success",
+                   "agent.tokens": "1000"})
+    assert w2 == (SPAN_2, TID, "agent.spawn", "agents", T0_NS + 1_000_000_000, 30_000_500_000,
+                  "Error", "timeout",
+                  {**base, "agent.worker": "w-2", "agent.source": "fallback",
+                   "agent.outcome": "timeout"})
+    assert w3[:8] == (SPAN_3, TID, "agent.spawn", "agents", T0_NS + 3_000_000_000, 0, "Unset", "")
+    assert w3[8] == {**base, "agent.worker": "w-3", "telltale.open": "true"}
+    # Records read counts merged units plus rejects: 3 spans + the torn line, from 7 lines.
+    assert [r[:2] for r in rejected] == [("line 3", "unparsable")]
+    assert report.records_read == 4 and report.total_stored == 3
+
+
+def test_merge_by_null_gives_one_span_per_line(tmp_path: Path) -> None:
+    decoded = events.decode(MERGE_LOG, DecodeOptions(mapping={"merge_by": None}))
+    [table] = decoded.spans
+    assert table.column("Pos").to_pylist() == [f"line {n}" for n in (1, 2, 4, 5, 6, 7)]
+    assert all("telltale.open" not in dict(a) for a in table.column("SpanAttributes").to_pylist())
+    store, _ = ingest(tmp_path, decoded, Format.EVENTS_JSONL)
+    with store:
+        dups = store.query("SELECT count(*) FROM (SELECT TraceId, SpanId FROM otel_traces"
+                           " GROUP BY ALL HAVING count(*) > 1)")[0][0]
+    assert dups == 2
+
+
+def test_merge_by_fields_and_fallback() -> None:
+    anonymous = b"\n".join(orjson.dumps({k: v for k, v in orjson.loads(line).items()
+                                         if k not in ("trace_id", "span_id")})
+                           for line in MERGE_LOG.split(b"\n") if line.startswith(b'{"'))
+    # No span id field: agent-spawn merges by worker; span ids are derived from the first line.
+    [table] = events.decode(anonymous, DecodeOptions(source="a.jsonl")).spans
+    assert table.column("Pos").to_pylist() == ["lines 1,3,5", "lines 2,6", "line 4"]
+    assert len(set(table.column("SpanId").to_pylist())) == 3
+    # A list of fields: every one must match (and be present) for lines to merge.
+    [table] = events.decode(MERGE_LOG, DecodeOptions(mapping={"merge_by": ["worker", "source"]})
+                            ).spans
+    assert table.column("Pos").to_pylist() == [f"line {n}" for n in (1, 2, 4, 5, 6, 7)]
+    [table] = events.decode(MERGE_LOG, DecodeOptions(mapping={"merge_by": ["task"]})).spans
+    assert table.column("Pos").to_pylist() == ["lines 1,2,4,5,6,7"]
+    with pytest.raises(events.MappingError, match="merge_by"):
+        events.decode(MERGE_LOG, DecodeOptions(mapping={"merge_by": 3}))
+
+
+def test_simulated_agent_events_have_no_duplicates(tmp_path: Path) -> None:
+    from telltale.sim import SimConfig, simulate, write_agent_events
+
+    result = simulate(SimConfig(duration_s=300))
+    truth = result.truth["agents"]
+    path = write_agent_events(result, tmp_path / "agents.jsonl")
+    decoded = events.decode(path.read_bytes(), DecodeOptions(source=path.name,
+                                                             mapping={"preset": "agent-spawn"}))
+    store, report = ingest(tmp_path, decoded, Format.EVENTS_JSONL)
+    with store:
+        dups = store.query("SELECT count(*) FROM (SELECT TraceId, SpanId FROM otel_traces"
+                           " GROUP BY ALL HAVING count(*) > 1)")[0][0]
+        open_spans = store.query(
+            "SELECT SpanAttributes['agent.worker'], Timestamp, Duration FROM otel_traces"
+            " WHERE SpanAttributes['telltale.open'] = 'true' ORDER BY Timestamp")
+        closed = store.query("SELECT count(*) FROM otel_traces WHERE Duration > 0"
+                             " AND SpanAttributes['agent.outcome'] IS NOT NULL")[0][0]
+    assert truth["stuck_workers"]  # the simulation injects one
+    assert dups == 0 and report.total_quarantined == 0
+    assert report.records_read == report.total_stored == truth["spawns"]
+    assert len(result.agent_events) == truth["spawns"] + truth["completes"]
+    assert closed == truth["completes"]
+    assert [w for w, _, _ in open_spans] == truth["stuck_workers"]
+    for (_, start, duration), spawned in zip(open_spans, truth["stuck_spawn_ns"], strict=True):
+        assert abs(start - spawned) < 1_000 and duration == 0  # the log keeps µs

@@ -38,15 +38,19 @@ from conftest import (
     tid,
     trace_request,
 )
+from telltale.analyses.quality import quality
 from telltale.cli import main
 from telltale.ingest import ingest_bytes, ingest_paths
-from telltale.model import Format, QuarantineReason, Signal
+from telltale.model import Format, QualityFlag, QuarantineReason, Signal
 from telltale.store import Store
 
 CORE = ["otel_traces", "otel_logs", "otel_metrics_gauge", "otel_metrics_sum",
         "otel_metrics_histogram", "otel_metrics_exponential_histogram", "otel_metrics_summary"]
+# Without the external data one placeholder keeps each parametrized test, so it is reported as
+# skipped with requires_shared_otlp's reason rather than pytest's "empty parameter set".
 OTLP_FILES = sorted(p.name for p in OTLP_DIR.glob("*.json")
-                    if not p.name.endswith(".jaegerjson.json")) if OTLP_DIR.is_dir() else []
+                    if not p.name.endswith(".jaegerjson.json")) if OTLP_DIR.is_dir() else [
+    "shared-data-absent"]
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -311,6 +315,9 @@ def test_duplicate_span_ids_are_both_stored(tmp_path: Path) -> None:
         assert result.report.stored == Counter({Signal.TRACES: 2})
         assert store.query("SELECT TraceId, SpanId, count(*) FROM otel_traces GROUP BY ALL") == [
             ("83a9efd15c1c98a977e0711cc93ee28b", "e127af99e3b3e074", 2)]
+        flags = quality(store).total.flags
+        assert flags[QualityFlag.DUPLICATE] == 2
+        assert flags[QualityFlag.ORPHAN] == 2  # their parent 909541b92cf05311 is not in the file
 
 
 # -- the same content as protobuf, gzip, stdin ----------------------------------------------------
@@ -456,6 +463,7 @@ def _broken_lines(rng: random.Random) -> list[tuple[bytes, QuarantineReason]]:
         lambda: (b'"just a string"', QuarantineReason.BAD_SHAPE),
         lambda: (b'{"resourceSpans":"nope"}', QuarantineReason.BAD_SHAPE),
         # Log-request garbage in a traces file.
+        lambda: (b'{"resourceSpans":[{"scopeSpans":7}]}', QuarantineReason.BAD_SHAPE),
         lambda: (b'{"resourceLogs":[{"scopeLogs":[garbage', QuarantineReason.UNPARSABLE),
         lambda: (b'{"resourceLogs":5}', QuarantineReason.BAD_SHAPE),
         # A fragment of a pretty-printed document.
@@ -516,13 +524,67 @@ def test_broken_lines_are_quarantined_with_line_numbers(fmt: Format, tmp_path: P
 
 
 @pytest.mark.parametrize("line", [b'{"resourceSpans":[{"scopeSpans":7}]}',
-                                  b'{"resourceSpans":[{"scopeSpans":[{"spans":"x"}]}]}'])
+                                  b'{"resourceSpans":[{"scopeSpans":[{"spans":"x"}]}]}'],
+                         ids=["scopeSpans-number", "spans-string"])
 def test_mistyped_nested_field_is_not_lost_silently(line: bytes, store: Store) -> None:
     data = _good_line(1) + b"\n" + line + b"\n"
     result = ingest_bytes(store, data, source="nested.jsonl", fmt=Format.OTLP_JSON)
     assert result.report.stored == Counter({Signal.TRACES: 1})
     assert store.query("SELECT Position, Reason FROM telltale_quarantine") == [
         ("line 2", QuarantineReason.BAD_SHAPE.value)]
+
+
+def _json_or_proto(req: dict[str, Any], fmt: Format) -> bytes:
+    return jsonl([req]) if fmt is Format.OTLP_JSON else json_to_proto(req).SerializeToString()
+
+
+@pytest.mark.xfail(strict=True, reason="known divergence: doubles are stored in Python/DuckDB "
+                   "repr ('5.0', '1e-07'), the exporter's AsString() uses Go's JSON number "
+                   "format ('5', '1e-7', '0.000015')")
+@pytest.mark.parametrize("fmt", [Format.OTLP_JSON, Format.OTLP_PROTO])
+def test_double_attributes_stringified_like_the_collector(fmt: Format, store: Store) -> None:
+    values = {"int-like": 5.0, "big": 1e20, "huge": 1e21, "tiny": 1.5e-7, "small": 0.000015,
+              "plain": 637.704, "negative": -2.5}
+    req = trace_request([span(tid(1), sid(1), "d", attributes=values)])
+    ingest_bytes(store, _json_or_proto(req, fmt), source="d", fmt=fmt, signal=Signal.TRACES)
+    (got,) = store.query("SELECT SpanAttributes FROM otel_traces")[0]
+    assert got == {"int-like": "5", "big": "100000000000000000000", "huge": "1e+21",
+                   "tiny": "1.5e-7", "small": "0.000015", "plain": "637.704",
+                   "negative": "-2.5"}
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: an attribute key repeated within one span "
+                   "makes DuckDB's MAP refuse the whole staged table, so the entire file fails "
+                   "(with a TransactionException that hides the cause)")
+@pytest.mark.parametrize("fmt", [Format.OTLP_JSON, Format.OTLP_PROTO])
+def test_duplicate_attribute_keys_do_not_abort_the_file(fmt: Format, store: Store) -> None:
+    dup = span(tid(1), sid(2), "dup-keys")
+    dup["attributes"] = [{"key": "k", "value": {"stringValue": "first"}},
+                         {"key": "k", "value": {"stringValue": "second"}}]
+    req = trace_request([span(tid(1), sid(1), "fine"), dup])
+    result = ingest_bytes(store, _json_or_proto(req, fmt), source="dup", fmt=fmt,
+                          signal=Signal.TRACES)
+    assert result.report.records_read == 2
+    assert store.query("SELECT count(*) FROM otel_traces WHERE SpanName = 'fine'") == [(1,)]
+
+
+@requires_shared_otlp
+def test_jaeger_rendering_of_the_same_trace_matches(tmp_path: Path) -> None:
+    """otlp2jaeger-out is the Jaeger UI JSON of otlp2jaeger-in: both must store the same spans."""
+    fields = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "Duration",
+              "ServiceName")
+
+    def stored(name: str, db: str) -> list[tuple[Any, ...]]:
+        store, result = _ingest_one(tmp_path / db, OTLP_DIR / name)
+        with store:
+            assert result.report.total_quarantined == 0
+            return sorted(tuple(r[f] for f in fields)
+                          for r in rows(store, "SELECT * FROM otel_traces"))
+
+    jaeger = stored("jaeger_fixture_otlp2jaeger-out.jaegerjson.json", "j.duckdb")
+    otlp = stored("jaeger_fixture_otlp2jaeger-in.otlp.json", "o.duckdb")
+    assert jaeger == otlp
+    assert len(otlp) == 2
 
 
 # -- property tests ----------------------------------------------------------------------------
@@ -584,7 +646,7 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         yield s
 
 
-_PROP = settings(max_examples=40, deadline=None,
+_PROP = settings(max_examples=30, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -14,7 +14,6 @@ from telltale.model import Format
 
 HEAD_BYTES = 256 * 1024
 _MAX_LINES = 50
-_JSON_STARTS = {b"{", b"[", b"}", b"]", b'"'}
 _OTLP_KEYS = re.compile(rb'"(resourceSpans|resourceLogs|resourceMetrics)"')
 _JAEGER = re.compile(rb'"traceID"\s*:')
 _JAEGER_SPANS = re.compile(rb'"(spans|operationName)"\s*:')

@@ -70,9 +70,9 @@ class Unit:
     """Lines with one merge key, folded: the first line's row plus what later lines add."""
 
     __slots__ = ("attributes", "duration", "ended", "last", "lines", "row", "service_set",
-                 "size", "start", "start_known", "status_set")
+                 "size", "start", "start_known")
 
-    def __init__(self, row: dict[str, Any], line: int, times: LineTimes, has_status: bool,
+    def __init__(self, row: dict[str, Any], line: int, times: LineTimes,
                  has_service: bool) -> None:
         self.row = row
         self.lines = [line]
@@ -83,7 +83,6 @@ class Unit:
         self.duration = times.duration
         self.ended = times.ended
         self.attributes: dict[str, str] | None = None  # built when a second line arrives
-        self.status_set = has_status
         self.service_set = has_service
 
     def add(self, row: dict[str, Any], line: int, times: LineTimes, has_status: bool,
@@ -106,7 +105,6 @@ class Unit:
         self.attributes.update(row["SpanAttributes"])
         if has_status:
             first["StatusCode"], first["StatusMessage"] = row["StatusCode"], row["StatusMessage"]
-            self.status_set = True
         if has_service and not self.service_set:
             first["ServiceName"] = row["ServiceName"]
             first["ResourceAttributes"] = row["ResourceAttributes"]
@@ -152,13 +150,13 @@ class Collector:
         if key is None:
             self._rows.append(row)
             return
-        has_status = self._status is not None and record.get(self._status) is not None
         has_service = self._service is not None and record.get(self._service) is not None
         unit = self._units.get(key)
         if unit is None:
-            self._units[key] = unit = Unit(row, line, times, has_status, has_service)
+            self._units[key] = unit = Unit(row, line, times, has_service)
             self._rows.append(unit)
         else:
+            has_status = self._status is not None and record.get(self._status) is not None
             unit.add(row, line, times, has_status, has_service)
 
     def rows(self) -> list[dict[str, Any]]:

@@ -78,7 +78,8 @@ def _value(v: str) -> str:
     return (
         f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR),"
         f" CAST({v}.doubleValue AS VARCHAR), {v}.bytesValue,"
-        f" {UDF_NAME}(CAST(coalesce({v}.arrayValue, {v}.kvlistValue) AS VARCHAR)), '')"
+        f" CASE WHEN {v}.arrayValue IS NOT NULL OR {v}.kvlistValue IS NOT NULL THEN"
+        f" {UDF_NAME}(CAST(coalesce({v}.arrayValue, {v}.kvlistValue) AS VARCHAR)) END, '')"
     )
 
 
