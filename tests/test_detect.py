@@ -146,10 +146,6 @@ def test_unrecognised_input_raises_with_a_hint(data: bytes) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: _is_text() judges text by the share of "
-                   "control/undecodable bytes (<= 5%), and a protobuf export whose spans carry "
-                   "long string attributes (SQL statements, stack traces) falls under it, so "
-                   "auto-detection rejects it")
 def test_protobuf_with_long_string_attributes() -> None:
     stmt = ("SELECT id, name, email, created_at FROM users WHERE tenant_id = $1 "
             "AND status = 'active' ORDER BY created_at DESC LIMIT 100 ") * 8

@@ -16,13 +16,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from telltale import __version__
 from telltale.analyses.quality import GroupBy, quality
-from telltale.ingest import ingest_paths
+from telltale.ingest import ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.detect import DetectionError
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.settings import ENV_DB, Settings
-from telltale.sources.files import SourceError
+from telltale.sources.files import SourceError, expand
 from telltale.store import Store, StoreLockedError
 from telltale.store.duck import StoreError
 from telltale.window import WindowError, parse_duration, resolve
@@ -98,17 +98,20 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
     settings = _settings(ctx)
     console = Console(stderr=output == "json")
     started = time.perf_counter()
+    sources = expand(paths)  # a bad path fails here, before the store file is created
+    parsed_mapping = _load_mapping(mapping)
+    total = sum(src.size for src in sources)
     with Store(settings.db_path, settings=settings) as store, Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
     ) as progress:
-        task = progress.add_task("ingesting", total=None)
+        task = progress.add_task("ingesting", total=total or None)
 
         def advance(src: Any, size: int) -> None:
             progress.update(task, advance=size, description=f"ingested {src.name}")
 
-        results = ingest_paths(store, paths, fmt=Format(fmt), mapping=_load_mapping(mapping),
-                               signal=Signal(signal) if signal else None, on_progress=advance)
+        results = ingest_sources(store, sources, fmt=Format(fmt), mapping=parsed_mapping,
+                                 signal=Signal(signal) if signal else None, on_progress=advance)
     elapsed = time.perf_counter() - started
     if output == "json":
         click.echo(render_ingest.to_json(results))

@@ -2,7 +2,8 @@
 
 Everything goes through the same code paths a user's data takes: the simulator writes OTLP
 JSON-lines files, an agent-events log and a torn file; `ingest` detects, validates, stores and
-quarantines; the quality report and the overview read the store back.
+quarantines; the quality report and the overview read the store back. The agent-events log
+holds the orchestrator's worker spans, which its OTLP traces lack: the two complete each other.
 """
 
 from __future__ import annotations

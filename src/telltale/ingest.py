@@ -81,12 +81,19 @@ def ingest_paths(store: Store, paths: Iterable[str], *, fmt: Format = Format.AUT
                  mapping: dict[str, Any] | None = None, signal: Signal | None = None,
                  on_progress: Callable[[FileSource, int], None] | None = None,
                  ) -> list[SourceResult]:
-    """Ingest every source named by `paths`; one transaction per source.
+    """Ingest every source named by `paths` (see `sources.files.expand`)."""
+    return ingest_sources(store, expand(paths), fmt=fmt, mapping=mapping, signal=signal,
+                          on_progress=on_progress)
 
-    A source that cannot be read is reported with an error and does not stop the others.
-    """
+
+def ingest_sources(store: Store, sources: Iterable[FileSource], *, fmt: Format = Format.AUTO,
+                   mapping: dict[str, Any] | None = None, signal: Signal | None = None,
+                   on_progress: Callable[[FileSource, int], None] | None = None,
+                   ) -> list[SourceResult]:
+    """Ingest sources one transaction each; one that cannot be read is reported with an error
+    and does not stop the others."""
     results: list[SourceResult] = []
-    for src in expand(paths):
+    for src in sources:
         try:
             data = src.read()
         except (OSError, SourceError) as exc:

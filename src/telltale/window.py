@@ -29,10 +29,15 @@ def parse_time(text: str, now_ns: int) -> int:
     text = text.strip()
     if _DURATION.match(text):
         return now_ns - parse_duration(text)
-    if re.fullmatch(r"\d{16,19}", text):
-        return int(text)
+    if re.fullmatch(r"\d{11,19}", text):
+        # Epoch integers by magnitude: ms (13 digits), µs (16) or ns (19); 11-12 digits are
+        # read as ms too (before 2001 in ms, far future in s).
+        digits = len(text)
+        scale = 1 if digits >= 18 else 1_000 if digits >= 15 else 1_000_000
+        return int(text) * scale
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return int(float(text) * NS)
+        whole, _, frac = text.partition(".")
+        return int(whole) * NS + int((frac + "0" * 9)[:9])
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:

@@ -52,8 +52,40 @@ def detect(head: bytes, name: str = "") -> Detection:
     """Pick the format of a source from its first bytes (at most HEAD_BYTES)."""
     if not head.strip():
         raise DetectionError("empty input")
-    if not _is_text(head):
-        return Detection(Format.OTLP_PROTO, "binary content (protobuf)")
+    if not _is_strict_text(head):
+        if _starts_like_otlp_proto(head) or not _is_text(head):
+            return Detection(Format.OTLP_PROTO, "binary content (protobuf)")
+        try:  # mostly text with some damage: torn JSON lines, a stray NUL...
+            return _detect_text(head, name)
+        except DetectionError:
+            return Detection(Format.OTLP_PROTO, "binary content (protobuf)")
+    return _detect_text(head, name)
+
+
+def _is_strict_text(head: bytes) -> bool:
+    sample = head[:4096]
+    if b"\x00" in sample:
+        return False
+    try:
+        sample.decode()
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(sample) - 3  # a character cut at the sample's end
+    return True
+
+
+def _starts_like_otlp_proto(head: bytes) -> bool:
+    """Export*ServiceRequest starts with field 1, length-delimited (0x0A), possibly after a
+    varint frame length. Text never starts that way (0x0A after a varint would be a newline
+    after a character, and such text is caught as strict text first)."""
+    if head[:1] == b"\x0a":
+        return True
+    for i, byte in enumerate(head[:10]):
+        if byte < 0x80:  # the last byte of the varint
+            return head[i + 1:i + 2] == b"\x0a"
+    return False
+
+
+def _detect_text(head: bytes, name: str) -> Detection:
     body = head.lstrip()
     first = body[:1]
     if first == b"[":

@@ -50,8 +50,28 @@ def _map_array(kv_lists: list[Any]) -> pa.Array:
     for i, kind in enumerate(kinds):
         if kind != "string_value":  # rare: only non-string values need conversion
             values[i] = as_string(flat[i].value)
+    offsets, keys, values = _last_key_wins(offsets, keys, values)
     return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
                                    pa.array(values, pa.string()))
+
+
+def _last_key_wins(offsets: list[int], keys: list[str],
+                   values: list[str]) -> tuple[list[int], list[str], list[str]]:
+    """A key repeated within one record keeps its last value (a map cannot hold both)."""
+    rows_with_dups = [r for r in range(len(offsets) - 1) if offsets[r + 1] - offsets[r] > 1
+                      and len(set(keys[offsets[r]:offsets[r + 1]])) < offsets[r + 1] - offsets[r]]
+    if not rows_with_dups:
+        return offsets, keys, values
+    new_offsets: list[int] = [0]
+    new_keys: list[str] = []
+    new_values: list[str] = []
+    for r in range(len(offsets) - 1):
+        row = dict(zip(keys[offsets[r]:offsets[r + 1]], values[offsets[r]:offsets[r + 1]],
+                       strict=True))
+        new_keys.extend(row)
+        new_values.extend(row.values())
+        new_offsets.append(len(new_keys))
+    return new_offsets, new_keys, new_values
 
 
 def spans_table(req: ExportTraceServiceRequest, pos: str) -> pa.Table:

@@ -77,7 +77,8 @@ def _sparkline(g: GroupQuality) -> str:
     chars = []
     for c in g.buckets.values():
         s = c.score
-        chars.append("·" if s is None else blocks[min(8, int(s * 8 + 0.5))])
+        # Zero still draws the lowest bar, so a bad bucket is visible, not blank.
+        chars.append("·" if s is None else blocks[max(1, min(8, int(s * 8 + 0.5)))])
     return "".join(chars)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import pyarrow as pa
 
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
+from telltale.normalize.anyvalue import go_float
 from telltale.normalize.staging import Decoded
 from telltale.settings import EARLIEST_VALID_NS, Settings
 from telltale.store import otlp_json, schema, validate
@@ -102,6 +104,8 @@ class Store:
             otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"], "VARCHAR",
             side_effects=False,
         )
+        self.con.create_function(
+            otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR", side_effects=False)
         try:
             if not read_only:
                 self.migrate()
@@ -252,7 +256,7 @@ class Store:
                     con.execute(stage_sql)
                     self._requarantine_suspects(table, suspects_sql)
                 finally:
-                    con.unregister("tt_lines_view")
+                    _unregister(con, "tt_lines_view")
         if rejects:
             con.executemany(
                 "INSERT INTO telltale_quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -278,7 +282,7 @@ class Store:
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")
         finally:
-            self.con.unregister("tt_append_view")
+            _unregister(self.con, "tt_append_view")
 
     def _check_and_store(self, check: str, reason_sql: str, store_sql: str, signal: Signal,
                          time_expr: str, report: BatchReport, params: dict[str, Any]) -> None:
@@ -309,8 +313,13 @@ class Store:
         """Run a read query from the store layer's own SQL (analyses call named methods)."""
         return self.con.execute(sql, params or []).fetchall()
 
-    def arrow(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pa.Table:
-        return self.con.execute(sql, params or []).to_arrow_table()
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a registered Arrow view; in an aborted transaction this fails, and must not hide
+    the error that aborted it (the view is replaced on next use anyway)."""
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
 
 
 def _explain_open_error(path: Path, exc: duckdb.IOException) -> Exception:

@@ -17,6 +17,7 @@ import orjson
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from telltale.model import QuarantineReason, SpanKind, StatusCode
+from telltale.normalize.anyvalue import go_json
 
 _AV = (
     '{"stringValue":"VARCHAR","intValue":"VARCHAR","boolValue":"BOOLEAN",'
@@ -37,7 +38,7 @@ TRACE_REQUEST = (
 ) % (_KV, _SPAN)
 
 UDF_NAME = "telltale_anyvalue"
-_SORTED = orjson.OPT_SORT_KEYS  # Go's json.Marshal (the exporter's) writes map keys sorted
+FLOAT_UDF_NAME = "telltale_float"
 
 
 def anyvalue_text(value: Any) -> Any:
@@ -69,25 +70,30 @@ def complex_value_udf(container: str) -> str:
     parsed = orjson.loads(container)
     values = parsed.get("values", []) if isinstance(parsed, dict) else []
     if values and isinstance(values[0], dict) and "key" in values[0]:
-        return orjson.dumps(anyvalue_text({"kvlistValue": parsed}), option=_SORTED).decode()
-    return orjson.dumps(anyvalue_text({"arrayValue": parsed}), option=_SORTED).decode()
+        return go_json(anyvalue_text({"kvlistValue": parsed}))
+    return go_json(anyvalue_text({"arrayValue": parsed}))
 
 
 def _value(v: str) -> str:
     """An AnyValue struct → its exporter string."""
     return (
         f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR),"
-        f" CAST({v}.doubleValue AS VARCHAR), {v}.bytesValue,"
+        f" {FLOAT_UDF_NAME}({v}.doubleValue), {v}.bytesValue,"
         f" CASE WHEN {v}.arrayValue IS NOT NULL OR {v}.kvlistValue IS NOT NULL THEN"
         f" {UDF_NAME}(CAST(coalesce({v}.arrayValue, {v}.kvlistValue) AS VARCHAR)) END, '')"
     )
 
 
 def attrs_map(expr: str) -> str:
-    return (
-        f"map_from_entries(list_transform(coalesce({expr}, []),"
-        f" lambda a: {{'k': a.key, 'v': {_value('a.value')}}}))"
-    )
+    """KeyValue list → MAP. A key repeated within one record (invalid OTLP, but seen) keeps its
+    last value, as a Go map built from it would; the dedup runs only when the fast path fails."""
+    entries = (f"list_transform(coalesce({expr}, []),"
+               f" lambda a: {{'k': a.key, 'v': {_value('a.value')}}})")
+    # Lambda names must not shadow the callers' (`e` for events, `k` for links, `a`).
+    last_only = (f"list_filter({entries}, lambda kv_, i_: NOT list_contains(list_transform("
+                 f"list_slice({entries}, i_ + 1, len({entries})), lambda later_: later_.k),"
+                 f" kv_.k))")
+    return f"coalesce(try(map_from_entries({entries})), map_from_entries({last_only}))"
 
 
 def _enum_case(expr: str, enum: type[SpanKind] | type[StatusCode], prefix: str) -> str:
