@@ -137,16 +137,20 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
 @click.option("--until", help="End: ISO-8601, epoch, or a duration ago.")
 @click.option("--last", help="Window ending now (or --until): e.g. 1h.")
 @click.option("--bucket", help="Time bucket width, e.g. 5m (default: about 12 buckets).")
+@click.option("--skew-tolerance", default="1us", show_default=True,
+              help="How far a child may start before / end after its parent before it counts "
+              "as clock skew (hosts' clocks differ: 1ms is typical across machines).")
 @click.pass_context
 @user_errors
 def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until: str | None,
-                last: str | None, bucket: str | None) -> None:
+                last: str | None, bucket: str | None, skew_tolerance: str) -> None:
     """Per source or service: records received, quarantined by reason, flags, quality score."""
     settings = _settings(ctx)
     lo, hi = resolve(since, until, last, settings.clock)
     with Store(settings.db_path, settings=settings, read_only=True) as store:
         report = quality(store, by=GroupBy(by), since=lo, until=hi,
-                         bucket_ns=parse_duration(bucket) if bucket else None)
+                         bucket_ns=parse_duration(bucket) if bucket else None,
+                         skew_tolerance_ns=parse_duration(skew_tolerance))
     if fmt == "json":
         click.echo(render_quality.to_json(report))
     elif fmt == "csv":
