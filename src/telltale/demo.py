@@ -97,8 +97,8 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
         findings.append(f"{worst.key} emits orphan spans "
                         f"({worst.spans.flags.get('orphan', 0):,}; parent ids never seen)")  # type: ignore[call-overload]
     for h in view.hotspots[:1]:
-        findings.append(f"errors in {h.service} concentrate on {h.key}={h.value}: "
-                        f"{h.errors:,} of {h.spans:,} spans fail ({h.error_rate:.0%})")
+        findings.append(f"errors in {h.service} '{h.operation}' concentrate on {h.key}={h.value}:"
+                        f" {h.errors:,} of {h.spans:,} such spans fail ({h.error_rate:.1%})")
     for line in findings:
         console.print(f"• {line}")
     console.print("[dim]injected by the simulator (truth.json): " + "; ".join(

@@ -24,9 +24,10 @@ class ServiceSummary:
 
 @dataclass(frozen=True)
 class ErrorHotspot:
-    """An attribute value on which a service's spans fail far more than elsewhere."""
+    """An attribute value on which an operation's spans fail far more often than without it."""
 
     service: str
+    operation: str
     key: str
     value: str
     errors: int
@@ -51,6 +52,6 @@ def overview(store: Store, *, since: int = 0, until: int = 2**62, min_errors: in
         ServiceSummary(svc, int(n), int(tr), int(err), float(p50) / 1e6, float(p95) / 1e6)
         for svc, n, tr, err, p50, p95, _first, _last in overview_sql.services(store.con, since, until)
     ]
-    spots = [ErrorHotspot(svc, k, v, int(e), int(n)) for svc, k, v, e, n in
+    spots = [ErrorHotspot(svc, op, k, v, int(e), int(n)) for svc, op, k, v, e, n in
              overview_sql.error_attributes(store.con, since, until, min_errors, hotspots)]
     return Overview(counts, services, spots)

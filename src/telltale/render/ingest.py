@@ -33,9 +33,8 @@ def to_json(results: list[SourceResult]) -> str:
 
 
 def _short(source: str) -> str:
-    """The last two path parts: enough to tell sources apart in a terminal table."""
-    parts = source.replace("\\", "/").rstrip("/").split("/")
-    return "/".join(parts[-2:])
+    """The file name: enough to tell sources apart in a terminal table (JSON has full paths)."""
+    return source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def print_table(results: list[SourceResult], console: Console) -> None:

@@ -85,7 +85,7 @@ def _sparkline(g: GroupQuality) -> str:
 def _short(key: str, report: QualityReport) -> str:
     if report.by.value != "source":
         return key
-    return "/".join(key.replace("\\", "/").rstrip("/").split("/")[-2:])
+    return key.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def print_table(report: QualityReport, console: Console) -> None:

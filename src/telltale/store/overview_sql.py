@@ -23,20 +23,38 @@ UNION ALL SELECT 'metric points', (SELECT count(*) FROM otel_metrics_gauge)
 UNION ALL SELECT 'quarantined', count(*) FROM telltale_quarantine
 """
 
-# Error share per (service, attribute value) for attributes present on erroring spans: the
-# attribute value most tied to errors. Keys are bounded to low-cardinality attributes.
+# Per (service, operation, attribute value): how many times more often spans with that value
+# fail than the operation's other spans (lift; comparing like with like, as BubbleUp does).
+# Keys that restate the failure (status codes, error types, outcomes) explain nothing and are
+# left out; so are high-cardinality keys.
 ERROR_ATTRIBUTES = """
 WITH e AS (
-    SELECT ServiceName, unnest(map_entries(SpanAttributes)) AS kv,
+    SELECT ServiceName, SpanName, unnest(map_entries(SpanAttributes)) AS kv,
         StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS err
     FROM otel_traces WHERE Timestamp >= $since AND Timestamp < $until
 ), card AS (
     SELECT kv.key AS k FROM e GROUP BY 1 HAVING count(DISTINCT kv.value) <= 50
+), op AS (
+    SELECT ServiceName, SpanName,
+        count(*) FILTER (WHERE StatusCode IN ('Error', 'STATUS_CODE_ERROR')) AS errors,
+        count(*) AS spans
+    FROM otel_traces WHERE Timestamp >= $since AND Timestamp < $until GROUP BY ALL
+), v AS (
+    SELECT ServiceName, SpanName, kv.key AS k, kv.value AS val,
+        count(*) FILTER (WHERE err) AS errors,
+        count(*) AS spans
+    FROM e SEMI JOIN card ON card.k = e.kv.key
+    WHERE NOT regexp_matches(kv.key, 'status|error|exception|outcome|result')
+    GROUP BY ALL
 )
-SELECT ServiceName, kv.key, kv.value, count(*) FILTER (WHERE err) AS errors, count(*) AS spans
-FROM e SEMI JOIN card ON card.k = e.kv.key
-GROUP BY ALL HAVING count(*) FILTER (WHERE err) >= $min_errors
-ORDER BY errors::DOUBLE / spans DESC, errors DESC, 1, 2, 3 LIMIT $limit
+SELECT v.ServiceName, v.SpanName, k, val, v.errors, v.spans
+FROM v JOIN op USING (ServiceName, SpanName)
+WHERE v.errors >= $min_errors AND op.spans > v.spans
+-- Relative lift (add-one smoothed): "fails 10x as often" beats "fails 4 points more often".
+ORDER BY ((v.errors + 1)::DOUBLE / (v.spans + 2))
+    / ((op.errors - v.errors + 1)::DOUBLE / (op.spans - v.spans + 2)) DESC, v.errors DESC,
+    1, 2, 3, 4
+LIMIT $limit
 """
 
 
