@@ -24,7 +24,8 @@ class ServiceSummary:
 
 @dataclass(frozen=True)
 class ErrorHotspot:
-    """An attribute value on which an operation's spans fail far more often than without it."""
+    """An attribute value on which an operation's spans fail far more often than without it
+    (counting errors that originate in the span, not failures propagated from below)."""
 
     service: str
     operation: str

@@ -25,24 +25,30 @@ UNION ALL SELECT 'quarantined', count(*) FROM telltale_quarantine
 
 # Per (service, operation, attribute value): how many times more often spans with that value
 # fail than the operation's other spans (lift; comparing like with like, as BubbleUp does).
-# Keys that restate the failure (status codes, error types, outcomes) explain nothing and are
-# left out; so are high-cardinality keys.
+# Only errors that originate in a span count (no child of it failed): a failure propagating up
+# through callers says nothing about the callers' attributes. Keys that restate the failure
+# (status codes, error types, outcomes) explain nothing and are left out; so are
+# high-cardinality keys.
 ERROR_ATTRIBUTES = """
-WITH e AS (
-    SELECT ServiceName, SpanName, unnest(map_entries(SpanAttributes)) AS kv,
-        StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS err
+WITH w AS (
+    SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanAttributes,
+        StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS failed
     FROM otel_traces WHERE Timestamp >= $since AND Timestamp < $until
+), failed_parents AS (
+    SELECT DISTINCT TraceId, ParentSpanId AS SpanId FROM w WHERE failed AND ParentSpanId <> ''
+), s AS (
+    SELECT w.*, w.failed AND fp.SpanId IS NULL AS origin
+    FROM w LEFT JOIN failed_parents fp USING (TraceId, SpanId)
+), e AS (
+    SELECT ServiceName, SpanName, unnest(map_entries(SpanAttributes)) AS kv, origin AS err FROM s
 ), card AS (
     SELECT kv.key AS k FROM e GROUP BY 1 HAVING count(DISTINCT kv.value) <= 50
 ), op AS (
-    SELECT ServiceName, SpanName,
-        count(*) FILTER (WHERE StatusCode IN ('Error', 'STATUS_CODE_ERROR')) AS errors,
-        count(*) AS spans
-    FROM otel_traces WHERE Timestamp >= $since AND Timestamp < $until GROUP BY ALL
+    SELECT ServiceName, SpanName, count(*) FILTER (WHERE origin) AS errors, count(*) AS spans
+    FROM s GROUP BY ALL
 ), v AS (
     SELECT ServiceName, SpanName, kv.key AS k, kv.value AS val,
-        count(*) FILTER (WHERE err) AS errors,
-        count(*) AS spans
+        count(*) FILTER (WHERE err) AS errors, count(*) AS spans
     FROM e SEMI JOIN card ON card.k = e.kv.key
     WHERE NOT regexp_matches(kv.key, 'status|error|exception|outcome|result')
     GROUP BY ALL
