@@ -111,12 +111,15 @@ def test_env_var_names_the_store(runner: CliRunner, files: dict[str, Path],
     assert orjson.loads(res.stdout)["total"]["stored"] == 2
 
 
-def test_default_store_is_in_the_working_directory(runner: CliRunner,
-                                                   files: dict[str, Path]) -> None:
-    with runner.isolated_filesystem():
-        res = runner.invoke(main, ["ingest", str(files["good"])])
-        assert res.exit_code == 0, res.output
-        assert Path("telltale.duckdb").is_file()
+def test_default_store_is_in_the_working_directory(runner: CliRunner, files: dict[str, Path],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    res = runner.invoke(main, ["ingest", str(files["good"])])
+    assert res.exit_code == 0, res.output
+    assert (workdir / "telltale.duckdb").is_file()
 
 
 def test_ingest_missing_path(runner: CliRunner, tmp_path: Path) -> None:
