@@ -50,7 +50,6 @@ SELECT StartNs, lower(TraceId), lower(SpanId),
     coalesce(StatusCode, 'Unset'), coalesce(StatusMessage, ''), coalesce(Events, []),
     coalesce(Links, []), $batch
 FROM stg_spans WHERE Defect IS NULL
-ORDER BY ServiceName, TraceId, StartNs
 """
 
 LOG_REASON = f"""
@@ -75,7 +74,6 @@ SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), coalesce(ObservedTimes
     coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), coalesce(EventName, ''),
     $batch
 FROM stg_logs WHERE Defect IS NULL
-ORDER BY ServiceName, 1
 """
 
 
@@ -99,7 +97,6 @@ SELECT coalesce(ResourceAttributes, MAP()), ResourceSchemaUrl, ScopeName, ScopeV
     MetricDescription, MetricUnit, coalesce(Attributes, MAP()), StartTimeUnix, TimeUnix, Flags,
     {values}, $batch
 FROM stg_metrics_{kind} WHERE Defect IS NULL
-ORDER BY ServiceName, MetricName, TimeUnix
 """
 
 
