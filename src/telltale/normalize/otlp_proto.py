@@ -38,18 +38,19 @@ def _expand(per_resource: list[Any], index: list[int], typ: pa.DataType) -> pa.A
 
 
 def _map_array(kv_lists: list[Any]) -> pa.Array:
-    """Repeated KeyValue fields → one Arrow map array, a column at a time (no per-span dicts)."""
+    """Repeated KeyValue fields → one Arrow map array, a column at a time (no per-span dicts).
+
+    Each `.value` access builds a wrapper object, so it happens once per attribute."""
     offsets = [0]
-    flat: list[Any] = []
+    keys: list[str] = []
+    values: list[str] = []
     for kvs in kv_lists:
-        flat.extend(kvs)
-        offsets.append(len(flat))
-    keys = [kv.key for kv in flat]
-    values = [kv.value.string_value for kv in flat]
-    kinds = [kv.value.WhichOneof("value") for kv in flat]
-    for i, kind in enumerate(kinds):
-        if kind != "string_value":  # rare: only non-string values need conversion
-            values[i] = as_string(flat[i].value)
+        for kv in kvs:
+            v = kv.value
+            keys.append(kv.key)
+            values.append(v.string_value if v.WhichOneof("value") == "string_value"
+                          else as_string(v))
+        offsets.append(len(keys))
     offsets, keys, values = _last_key_wins(offsets, keys, values)
     return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
                                    pa.array(values, pa.string()))
