@@ -21,12 +21,10 @@ import pyarrow.csv as pacsv
 
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
 from telltale.normalize import staging
-from telltale.normalize.events import (
-    DEFAULT_ERROR_VALUES,
-    DEFAULT_OK_VALUES,
+from telltale.normalize.events import DEFAULT_ERROR_VALUES, DEFAULT_OK_VALUES, MappingError
+from telltale.normalize.fields import (
     INT64_MAX,
     UNITS,
-    MappingError,
     iso_to_ns,
     unit_from_magnitude,
     unit_from_name,

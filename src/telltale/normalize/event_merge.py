@@ -20,10 +20,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from telltale.normalize.jaeger import attr_text
+from telltale.normalize.fields import INT64_MAX, attr_text
 
 OPEN_ATTRIBUTE = "telltale.open"
-_INT64_MAX = (1 << 63) - 1
 
 
 class MergeByError(ValueError):
@@ -63,7 +62,7 @@ class LineTimes:
 
 
 def _bounded(ns: int | None) -> int | None:
-    return ns if ns is not None and abs(ns) <= _INT64_MAX else None
+    return ns if ns is not None and abs(ns) <= INT64_MAX else None
 
 
 class Unit:

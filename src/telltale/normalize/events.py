@@ -18,8 +18,6 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -27,13 +25,17 @@ import orjson
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
 from telltale.normalize import staging
 from telltale.normalize.event_merge import Collector, LineTimes, MergeByError, merge_fields
-from telltale.normalize.jaeger import attr_text
+from telltale.normalize.fields import (
+    INT64_MAX,
+    TIME_UNITS,
+    UNITS,
+    attr_text,
+    time_ns,
+    unit_from_name,
+)
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
 
-UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-TIME_UNITS = (*UNITS, "auto", "iso8601")
-INT64_MAX = (1 << 63) - 1
 UNKNOWN_SERVICE = "unknown_service"  # what OTel SDKs report when service.name is unset
 
 KEYS = frozenset({
@@ -86,7 +88,6 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "status": ("status", "outcome", "result"),
 }
 _FIELD = re.compile(r"\{([^{}]+)\}")
-_FRACTION = re.compile(r"^(.*?T?\d{2}:\d{2}:\d{2})[.,](\d+)(.*)$")
 
 
 class MappingError(ValueError):
@@ -99,56 +100,6 @@ class _Unmappable(Exception):
 
 class _BadRecord(Exception):
     """One record lacks a mapped field or holds an unreadable value."""
-
-
-def unit_from_name(name: str, default: str) -> str:
-    """Unit suggested by a field name's suffix (duration_ms → ms), else `default`."""
-    low = re.sub(r"[^a-z]", "", name.lower())
-    for unit, suffixes in (("ns", ("ns", "nano", "nanos", "nanoseconds")),
-                           ("us", ("us", "micros", "usec", "microseconds")),
-                           ("ms", ("ms", "millis", "msec", "milliseconds")),
-                           ("s", ("sec", "secs", "seconds"))):
-        if low.endswith(suffixes):
-            return unit
-    return default
-
-
-def unit_from_magnitude(value: float) -> str:
-    """Epoch timestamps differ by 10^3 per unit, so the size of one tells its unit."""
-    value = abs(value)
-    return "ns" if value >= 1e17 else "us" if value >= 1e14 else "ms" if value >= 1e11 else "s"
-
-
-def iso_to_ns(text: str) -> int | None:
-    """ISO 8601 → ns, keeping nanosecond fractions that datetime would truncate; naive = UTC."""
-    match = _FRACTION.match(text.strip())
-    base, fraction, rest = match.groups() if match else (text.strip(), "", "")
-    try:
-        moment = datetime.fromisoformat(base + rest)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = int(moment.timestamp())
-    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
-
-
-def time_ns(value: object, unit: str) -> int | None:
-    """A number (or numeric string) in `unit`, or an ISO 8601 string, as int64 ns; None if not."""
-    if value is None or isinstance(value, bool):
-        return None
-    if unit != "iso8601":
-        try:
-            # Decimal keeps 1732000000.25 s exact; float arithmetic would round to 256 ns.
-            number = Decimal(value if isinstance(value, str | int) else repr(value))
-            if unit == "auto":
-                unit = unit_from_magnitude(float(number))
-            ns = int(number * UNITS[unit])
-        except (InvalidOperation, TypeError, ValueError, OverflowError):
-            ns = None
-    if unit == "iso8601" or (ns is None and unit == "auto" and isinstance(value, str)):
-        ns = iso_to_ns(value) if isinstance(value, str) else None
-    return ns if ns is not None and -INT64_MAX <= ns <= INT64_MAX else None
 
 
 def detect_preset(first_record: dict[str, Any]) -> str | None:

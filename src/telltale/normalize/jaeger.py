@@ -5,103 +5,31 @@ traces. Tag conventions follow the Collector's Jaeger→OTLP translator, so a tr
 OTLP→Jaeger comes back as the same OTLP span: `span.kind`, `otel.status_code`, `error`,
 `otel.scope.*` and `w3c.tracestate` become span fields and leave the attributes.
 
-The helpers `load_document`, `pad_id`, `micros_to_ns` and `end_ns` are shared with the Zipkin
-decoder, the other JSON trace format with microsecond times and trimmed ids; `attr_text` (the
-one stringification of attribute values) with every mapped decoder.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
-from telltale.normalize import staging
+from telltale.normalize.fields import (
+    NOT_LOADED,
+    SPAN_ID_HEX,
+    TRACE_ID_HEX,
+    Attrs,
+    attr_text,
+    end_ns,
+    is_true,
+    load_document,
+    micros_to_ns,
+    pad_id,
+    record_size,
+    span_table,
+)
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
-
-TRACE_ID_HEX = 32
-SPAN_ID_HEX = 16
-_INT64_MAX = (1 << 63) - 1
-
-Attrs = list[tuple[str, str]]
-
-
-class NotLoaded:
-    """Marker returned by `load_document` when the input was rejected (JSON `null` is a value)."""
-
-
-NOT_LOADED = NotLoaded()
-
-
-def load_document(data: bytes, rejects: list[Reject]) -> Any:
-    """Parse one JSON document, or append a whole-document reject and return NOT_LOADED."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        rejects.append(Reject(Signal.TRACES, "document", QuarantineReason.BAD_ENCODING,
-                              data.decode("utf-8", "backslashreplace"), str(exc)))
-        return NOT_LOADED
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        rejects.append(Reject(Signal.TRACES, "document", QuarantineReason.UNPARSABLE, text,
-                              f"not JSON: {exc}"))
-        return NOT_LOADED
-
-
-def attr_text(value: object) -> str:
-    """Attribute values are strings in the store: JSON spelling for scalars, compact JSON else."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return orjson.dumps(value).decode()
-
-
-def pad_id(value: object, width: int) -> str | None:
-    """Left-pad an id Jaeger/Zipkin trimmed of leading zeros; anything else passes through raw."""
-    if value is None:
-        return None
-    text = attr_text(value)
-    return text.rjust(width, "0") if 0 < len(text) < width else text
-
-
-def micros_to_ns(value: object) -> int | None:
-    """Microseconds (number or numeric string) to int64 ns; None when absent or not a number."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        # Decimal keeps float microseconds exact: a float product would round to 256 ns steps.
-        ns = int(Decimal(value if isinstance(value, str | int) else repr(value)) * 1000)
-    except (InvalidOperation, TypeError, ValueError, OverflowError):
-        return None
-    return ns if -_INT64_MAX <= ns <= _INT64_MAX else None
-
-
-def end_ns(start: int | None, duration: int | None) -> int | None:
-    """start + duration, or None (the store's bad_timestamp) when either is absent or it overflows."""
-    if start is None or duration is None or abs(start + duration) > _INT64_MAX:
-        return None
-    return start + duration
-
-
-def is_true(value: object) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
-def record_size(record: object) -> int:
-    return len(orjson.dumps(record))
-
-
-def span_table(rows: list[dict[str, object]]) -> pa.Table:
-    """Row dicts (all with the same keys) → a staged spans table; other columns are null."""
-    return staging.table(staging.SPANS, {name: [r[name] for r in rows] for name in rows[0]})
 
 
 def _tags(items: object) -> dict[str, object]:

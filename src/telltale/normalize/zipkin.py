@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
-from telltale.normalize.jaeger import (
+from telltale.normalize.fields import (
     NOT_LOADED,
     SPAN_ID_HEX,
     TRACE_ID_HEX,
