@@ -219,3 +219,37 @@ def test_bad_choice_is_a_usage_error(runner: CliRunner, ingested: Path) -> None:
     res = runner.invoke(main, ["--db", str(ingested), "quality", "--format", "yaml"])
     assert res.exit_code == 2
     assert "Traceback" not in res.output
+
+
+def test_ingest_with_a_mapping_preset_and_file(runner: CliRunner, tmp_path: Path) -> None:
+    events = tmp_path / "agents.log"  # no telling extension: the mapping decides
+    events.write_bytes(b'{"ts": 1767225600.5, "event": "spawn", "model": "m1", "caste": "scout",'
+                       b' "task": "t1", "source": "rule", "outcome": "success",'
+                       b' "duration_ms": 1500}\n')
+    db = tmp_path / "m.duckdb"
+    res = runner.invoke(main, ["--db", str(db), "ingest", str(events), "--format",
+                               "events-jsonl", "--mapping", "agent-spawn"])
+    assert res.exit_code == 0, res.output
+    mapping = tmp_path / "map.json"
+    mapping.write_bytes(orjson.dumps({"name": "{event}", "start": "ts", "time_unit": "s",
+                                      "duration": "duration_ms", "duration_unit": "ms",
+                                      "service_name": "custom", "merge_by": None}))
+    other = tmp_path / "other.log"
+    other.write_bytes(events.read_bytes().replace(b"t1", b"t2"))
+    res = runner.invoke(main, ["--db", str(db), "ingest", str(other), "--format",
+                               "events-jsonl", "--mapping", str(mapping)])
+    assert res.exit_code == 0, res.output
+    with Store(db, read_only=True) as store:
+        rows = store.query("SELECT ServiceName, SpanName, Duration, SpanAttributes['agent.model']"
+                           " FROM otel_traces ORDER BY ServiceName")
+    assert rows[0][:3] == ("agents", "agent.spawn", 1_500_000_000)
+    assert rows[0][3] == "m1"
+    assert rows[1][:3] == ("custom", "spawn", 1_500_000_000)
+
+
+def test_ingest_unknown_mapping_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(main, ["--db", str(tmp_path / "t.duckdb"), "ingest", str(tmp_path),
+                               "--mapping", "no-such-preset"])
+    assert res.exit_code != 0
+    assert "no-such-preset" in res.output
+    assert "Traceback" not in res.output
