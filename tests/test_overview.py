@@ -56,3 +56,19 @@ def test_counts_cover_every_signal(store: Store, sim: SimResult) -> None:
     assert counts["logs"] == sim.logs.num_rows
     assert counts["metric points"] == sum(t.num_rows for t in sim.metrics.values())
     assert counts["quarantined"] == 0
+
+
+def test_stuck_worker_is_an_open_span(tmp_path: Path, sim: SimResult) -> None:
+    """Through the real files: the worker that never completed shows as the one open span."""
+    from telltale.ingest import ingest_paths
+    from telltale.normalize.events import PRESETS
+    from telltale.sim import write_agent_events, write_otlp_json
+
+    files = write_otlp_json(sim, tmp_path / "f")
+    agents = write_agent_events(sim, tmp_path / "f" / "agents.jsonl")
+    with Store(tmp_path / "w.duckdb") as store:
+        ingest_paths(store, [str(p) for p in files if p.name.startswith("traces")])
+        ingest_paths(store, [str(agents)], mapping=dict(PRESETS["agent-spawn"]))
+        spans = overview(store).open_spans
+    stuck = sim.truth["agents"]["stuck_workers"]
+    assert [s.attributes["agent.worker"] for s in spans] == stuck

@@ -99,6 +99,10 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     for h in view.hotspots[:1]:
         findings.append(f"errors in {h.service} '{h.operation}' concentrate on {h.key}={h.value}:"
                         f" {h.errors:,} of {h.spans:,} such spans fail ({h.error_rate:.1%})")
+    for span in view.open_spans[:3]:
+        who = span.attributes.get("agent.worker") or span.attributes.get("agent.task") or span.name
+        findings.append(f"{span.service} '{span.name}' ({who}) started at "
+                        f"{render_quality.iso(span.start_ns)} and never finished (open span)")
     for line in findings:
         console.print(f"• {line}")
     console.print("[dim]injected by the simulator (truth.json): " + "; ".join(

@@ -40,10 +40,23 @@ class ErrorHotspot:
 
 
 @dataclass(frozen=True)
+class OpenSpan:
+    """Work that started and never reported an end (a stuck worker, a hung job)."""
+
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    start_ns: int
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Overview:
     counts: dict[str, int]
     services: list[ServiceSummary]
     hotspots: list[ErrorHotspot]
+    open_spans: list[OpenSpan]
 
 
 def overview(store: Store, *, since: int = 0, until: int = 2**62, min_errors: int = 20,
@@ -55,4 +68,6 @@ def overview(store: Store, *, since: int = 0, until: int = 2**62, min_errors: in
     ]
     spots = [ErrorHotspot(svc, op, k, v, int(e), int(n)) for svc, op, k, v, e, n in
              overview_sql.error_attributes(store.con, since, until, min_errors, hotspots)]
-    return Overview(counts, services, spots)
+    still_open = [OpenSpan(svc, name, tid, sid, int(ts), dict(attrs)) for svc, name, tid, sid, ts, attrs
+                  in overview_sql.open_spans(store.con, since, until, 20)]
+    return Overview(counts, services, spots, still_open)

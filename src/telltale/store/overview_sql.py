@@ -64,6 +64,21 @@ LIMIT $limit
 """
 
 
+# Spans whose end never arrived (the events decoder marks them `telltale.open`): stuck work.
+OPEN_SPANS = """
+SELECT ServiceName, SpanName, TraceId, SpanId, Timestamp, SpanAttributes
+FROM otel_traces
+WHERE SpanAttributes['telltale.open'] = 'true' AND Timestamp >= $since AND Timestamp < $until
+ORDER BY Timestamp, TraceId, SpanId LIMIT $limit
+"""
+
+
+def open_spans(con: Any, since: int, until: int, limit: int) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = con.execute(
+        OPEN_SPANS, {"since": since, "until": until, "limit": limit}).fetchall()
+    return rows
+
+
 def services(con: Any, since: int, until: int) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = con.execute(SERVICES, {"since": since, "until": until}).fetchall()
     return rows
