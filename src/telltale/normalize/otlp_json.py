@@ -79,7 +79,8 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
     start = _LEADING_SPACE.match(data).end()  # type: ignore[union-attr]
     first_line = data[start:data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
-    if first_line.startswith(b"{") and not first_line.rstrip().endswith(b"}"):
+    if (options.first_line == 1 and first_line.startswith(b"{")
+            and not first_line.rstrip().endswith(b"}")):
         # A pretty-printed single request is one document spanning many lines.
         try:
             doc = orjson.loads(data)
@@ -90,7 +91,7 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
             return out
     routed: dict[Signal, tuple[list[int], list[str]]] = {
         Signal.TRACES: ([], []), Signal.LOGS: ([], [])}
-    for no, text in _lines(data, out):
+    for no, text in _lines(data, out, options.first_line):
         # Cheap routing on the first key: only metric lines are parsed in Python.
         head = text[:64]
         if '"resourceMetrics"' not in head:
@@ -113,15 +114,15 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     return out
 
 
-def _lines(data: bytes, out: Decoded) -> list[tuple[int, str]]:
-    """Non-blank lines with 1-based numbers; lines that are not UTF-8 are rejected here."""
+def _lines(data: bytes, out: Decoded, first: int) -> list[tuple[int, str]]:
+    """Non-blank lines with their numbers (the first is `first`); non-UTF-8 lines are rejected."""
     try:
-        return [(no, ln) for no, ln in enumerate(data.decode().split("\n"), start=1)
+        return [(no, ln) for no, ln in enumerate(data.decode().split("\n"), start=first)
                 if ln.strip()]
     except UnicodeDecodeError:
         pass
     lines = []
-    for no, raw in enumerate(data.split(b"\n"), start=1):
+    for no, raw in enumerate(data.split(b"\n"), start=first):
         if not raw.strip():
             continue
         try:

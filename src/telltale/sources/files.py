@@ -5,11 +5,12 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import io
 import sys
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
@@ -29,15 +30,19 @@ class FileSource:
     def size(self) -> int:
         return 0 if self.name == STDIN else Path(self.name).stat().st_size
 
-    def read(self) -> bytes:
-        """The whole content, decompressed. Raises SourceError on a corrupt gzip stream."""
-        raw = sys.stdin.buffer.read() if self.name == STDIN else Path(self.name).read_bytes()
-        if raw[:2] == GZIP_MAGIC:
-            try:
-                return gzip.decompress(raw)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise SourceError(f"{self.name}: corrupt gzip data ({exc})") from exc
-        return raw
+    def open(self) -> BinaryIO:
+        """A stream of the decompressed content (gzip detected by its magic bytes)."""
+        raw: BinaryIO = (sys.stdin.buffer if self.name == STDIN
+                         else Path(self.name).open("rb"))  # noqa: SIM115 (caller closes)
+        if not isinstance(raw, io.BufferedReader):  # e.g. a test runner's in-memory stdin
+            raw = io.BufferedReader(raw)  # type: ignore[type-var]
+        peek = raw.peek(2)[:2]
+        if peek != GZIP_MAGIC:
+            return raw
+        if self.name == STDIN:
+            return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        raw.close()  # reopen so closing the gzip stream closes the file too
+        return gzip.open(self.name, "rb")  # type: ignore[return-value]
 
 
 def _is_hidden(path: Path) -> bool:

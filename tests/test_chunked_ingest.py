@@ -1,0 +1,82 @@
+"""Large JSON-lines files are committed in chunks: bounded memory, same result as one batch."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import T0, pinned_settings, span, trace_request
+from telltale.ingest import SourceResult, ingest_paths
+from telltale.store import Store
+
+BROKEN_AT = {3, 17, 40, 41, 77}
+
+
+def _file(tmp_path: Path, lines: int = 90) -> Path:
+    out = []
+    for no in range(1, lines + 1):
+        if no in BROKEN_AT:
+            out.append(b'{"resourceSpans": [ torn')
+            continue
+        req = trace_request([span(f"{no:032x}", f"{no:016x}", f"op-{no}", start=T0 + no),
+                             span(f"{no:032x}", f"{no + 1000:016x}", "child",
+                                  parent=f"{no:016x}", start=T0 + no)])
+        out.append(orjson.dumps(req))
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(out) + b"\n")
+    return path
+
+
+def _ingest(db: Path, path: Path, chunk: int) -> tuple[SourceResult, list[tuple[object, ...]],
+                                                       list[tuple[object, ...]]]:
+    with Store(db, settings=pinned_settings(db)) as store:
+        (result,) = ingest_paths(store, [str(path)], chunk_bytes=chunk)
+        spans = store.query("SELECT TraceId, SpanId, ParentSpanId, SpanName, Timestamp "
+                            "FROM otel_traces ORDER BY ALL")
+        quarantine = store.query("SELECT Position, Reason, Raw FROM telltale_quarantine "
+                                 "ORDER BY ALL")
+    return result, spans, quarantine
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_chunks_store_exactly_what_one_batch_stores(tmp_path: Path, compress: bool) -> None:
+    path = _file(tmp_path)
+    if compress:
+        gz = tmp_path / "big.jsonl.gz"
+        gz.write_bytes(gzip.compress(path.read_bytes()))
+        path = gz
+    whole, whole_spans, whole_q = _ingest(tmp_path / "whole.duckdb", path, 1 << 30)
+    chunked, chunk_spans, chunk_q = _ingest(tmp_path / "chunked.duckdb", path, 2048)
+    assert "chunks" in chunked.evidence and "chunks" not in whole.evidence
+    assert chunk_spans == whole_spans and len(whole_spans) == 2 * (90 - len(BROKEN_AT))
+    # Quarantine positions are the file's own line numbers, not the chunk's.
+    assert chunk_q == whole_q
+    assert sorted(int(str(pos).split()[1]) for pos, _, _ in chunk_q) == sorted(BROKEN_AT)
+    assert chunked.report is not None and whole.report is not None
+    assert chunked.report.stored == whole.report.stored
+    assert chunked.report.quarantined == whole.report.quarantined
+
+
+def test_chunked_reingest_stores_nothing_twice(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    db = tmp_path / "t.duckdb"
+    first, spans, _ = _ingest(db, path, 2048)
+    again, spans_again, _ = _ingest(db, path, 2048)
+    assert first.report is not None and not first.report.already_ingested
+    assert again.report is not None and again.report.already_ingested
+    assert spans_again == spans
+    with Store(db, read_only=True) as store:
+        batches = store.query("SELECT count(*) FROM telltale_ingest_batches")[0][0]
+    assert batches > 5  # several chunks, each its own committed batch
+
+
+def test_pretty_printed_document_is_never_split(tmp_path: Path) -> None:
+    req = trace_request([span(f"{i + 1:032x}", f"{i + 1:016x}", f"op-{i}") for i in range(60)])
+    path = tmp_path / "pretty.json"
+    path.write_bytes(orjson.dumps(req, option=orjson.OPT_INDENT_2))
+    result, spans, quarantine = _ingest(tmp_path / "p.duckdb", path, 1024)
+    assert len(spans) == 60 and quarantine == []
+    assert "chunks" not in result.evidence
