@@ -241,3 +241,13 @@ def delimited(messages: list[Any]) -> bytes:
         payload = m.SerializeToString()
         out += _VarintBytes(len(payload)) + payload
     return out
+
+
+def commit_decoded(tmp_path: Path, decoded: Any, fmt: Any) -> tuple[Store, Any]:
+    """Commit one decoded source into a fresh store; the caller closes the store."""
+    store = Store(tmp_path / "t.duckdb")
+    try:
+        return store, store.commit(decoded, source="test", fmt=fmt.value, content_hash="h")
+    except BaseException:
+        store.close()
+        raise

@@ -12,11 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
+from conftest import commit_decoded as ingest
 from telltale.model import Format
 from telltale.normalize import csv_spans, events
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded
-from telltale.store.duck import BatchReport, Store
+from telltale.store.duck import Store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NEZHA = SHARED / "nezha" / "trainticket-2023-01-29" / "trace" / "08_43_trace.csv.gz"
@@ -25,15 +26,6 @@ needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data no
 T0_MS = 1_700_000_000_000
 T0_NS = T0_MS * 1_000_000
 TID = "0af7651916cd43dd8448eb211c80319c"
-
-
-def ingest(tmp_path: Path, decoded: Decoded, fmt: Format) -> tuple[Store, BatchReport]:
-    store = Store(tmp_path / "t.duckdb")
-    try:
-        return store, store.commit(decoded, source="test", fmt=fmt.value, content_hash="h")
-    except BaseException:
-        store.close()
-        raise
 
 
 def quarantine(store: Store) -> list[tuple[Any, ...]]:

@@ -9,25 +9,17 @@ from typing import Any
 import orjson
 import pytest
 
+from conftest import commit_decoded as ingest
 from telltale.model import Format, SpanKind
 from telltale.normalize import jaeger, zipkin
 from telltale.normalize.options import DecodeOptions
-from telltale.store.duck import BatchReport, Store
+from telltale.store.duck import Store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
 
 T0_US = 1_700_000_000_000_000  # 2023-11-14, microseconds as Jaeger and Zipkin write them
 T0_NS = T0_US * 1000
-
-
-def ingest(tmp_path: Path, decoded: Any, fmt: Format) -> tuple[Store, BatchReport]:
-    store = Store(tmp_path / "t.duckdb")
-    try:
-        return store, store.commit(decoded, source="test", fmt=fmt.value, content_hash="h")
-    except BaseException:
-        store.close()
-        raise
 
 
 _COLUMNS = ("Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,"

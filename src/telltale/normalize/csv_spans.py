@@ -21,11 +21,13 @@ import pyarrow.csv as pacsv
 
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
 from telltale.normalize import staging
-from telltale.normalize.events import DEFAULT_ERROR_VALUES, DEFAULT_OK_VALUES, MappingError
+from telltale.normalize.events import DEFAULT_ERROR_VALUES, DEFAULT_OK_VALUES
 from telltale.normalize.fields import (
     INT64_MAX,
     UNITS,
+    MappingError,
     iso_to_ns,
+    layer_mapping,
     unit_from_magnitude,
     unit_from_name,
 )
@@ -102,15 +104,8 @@ def _guess(header: list[str]) -> dict[str, Any]:
 
 def resolve_mapping(mapping: dict[str, Any], header: list[str]) -> dict[str, Any]:
     """Guesses from the header, then the preset (named or detected), then `mapping` itself."""
-    unknown = set(mapping) - KEYS
-    if unknown:
-        raise MappingError(f"unknown CSV mapping keys {sorted(unknown)}; known: {sorted(KEYS)}")
-    # An explicit "preset": null turns detection off.
-    preset = mapping["preset"] if "preset" in mapping else detect_preset(header)
-    if preset is not None and preset not in PRESETS:
-        raise MappingError(f"unknown CSV preset {preset!r}; known: {sorted(PRESETS)}")
-    merged = {**_guess(header), **(PRESETS[preset] if preset else {}),
-              **{k: v for k, v in mapping.items() if k != "preset"}}
+    merged = layer_mapping(mapping, known=KEYS, presets=PRESETS, detected=detect_preset(header),
+                           guessed=_guess(header), what="CSV")
     if merged.get("start_unit") not in (None, "auto", "iso8601", *UNITS):
         raise MappingError("start_unit must be one of ns, us, ms, s, auto, iso8601")
     if merged.get("duration_unit") not in (None, *UNITS):

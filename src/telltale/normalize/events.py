@@ -29,7 +29,9 @@ from telltale.normalize.fields import (
     INT64_MAX,
     TIME_UNITS,
     UNITS,
+    MappingError,
     attr_text,
+    layer_mapping,
     time_ns,
     unit_from_name,
 )
@@ -88,10 +90,6 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "status": ("status", "outcome", "result"),
 }
 _FIELD = re.compile(r"\{([^{}]+)\}")
-
-
-class MappingError(ValueError):
-    """The mapping itself is wrong (unknown key, preset or unit): a user error, not bad data."""
 
 
 class _Unmappable(Exception):
@@ -159,17 +157,12 @@ def _values(spec: object, default: tuple[str, ...]) -> frozenset[str]:
 
 def resolve_mapping(mapping: dict[str, Any], first_record: dict[str, Any]) -> _Mapping:
     """Preset (named or detected) + guesses from `first_record`, overridden by `mapping`."""
-    unknown = set(mapping) - KEYS
-    if unknown:
-        raise MappingError(f"unknown events mapping keys {sorted(unknown)}; known: {sorted(KEYS)}")
-    # An explicit "preset": null turns detection off.
-    preset = mapping["preset"] if "preset" in mapping else detect_preset(first_record)
-    if preset is not None and preset not in PRESETS:
-        raise MappingError(f"unknown events preset {preset!r}; known: {sorted(PRESETS)}")
     guessed = {key: next((f for f in names if f in first_record), None)
                for key, names in _GUESSES.items()}
-    merged = {**guessed, **(PRESETS[preset] if preset else {}),
-              **{k: v for k, v in mapping.items() if k != "preset"}}
+    detected = detect_preset(first_record)
+    preset = mapping.get("preset", detected)
+    merged = layer_mapping(mapping, known=KEYS, presets=PRESETS, detected=detected,
+                           guessed=guessed, what="events")
     if not merged.get("name") or not (merged.get("start") or merged.get("end")):
         missing = [k for k in ("name", "start") if not merged.get(k)]
         raise _Unmappable(f"no field for {', '.join(missing)}: map it (--mapping) or use fields "

@@ -153,3 +153,22 @@ def time_ns(value: object, unit: str) -> int | None:
     if unit == "iso8601" or (ns is None and unit == "auto" and isinstance(value, str)):
         ns = iso_to_ns(value) if isinstance(value, str) else None
     return ns if ns is not None and -INT64_MAX <= ns <= INT64_MAX else None
+
+
+class MappingError(ValueError):
+    """The mapping itself is wrong (unknown key, preset or unit): a user error, not bad data."""
+
+
+def layer_mapping(mapping: dict[str, Any], *, known: frozenset[str],
+                  presets: dict[str, dict[str, Any]], detected: str | None,
+                  guessed: dict[str, Any], what: str) -> dict[str, Any]:
+    """Guesses, then the preset (named, or detected; `"preset": null` turns detection off),
+    then the user's own keys: the one precedence rule of every mapped format."""
+    unknown = set(mapping) - known
+    if unknown:
+        raise MappingError(f"unknown {what} mapping keys {sorted(unknown)}; known: {sorted(known)}")
+    preset = mapping.get("preset", detected)
+    if preset is not None and preset not in presets:
+        raise MappingError(f"unknown {what} preset {preset!r}; known: {sorted(presets)}")
+    return {**guessed, **(presets[preset] if preset else {}),
+            **{k: v for k, v in mapping.items() if k != "preset"}}
