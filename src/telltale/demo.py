@@ -22,15 +22,7 @@ from telltale.ingest import ingest_paths
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.settings import Settings
-from telltale.sim import (
-    BROKEN_FILE,
-    SimConfig,
-    simulate,
-    write_agent_events,
-    write_broken_file,
-    write_otlp_json,
-    write_truth,
-)
+from telltale.sim import SimConfig, simulate, write_files
 from telltale.store import Store
 
 HALF_HOUR_NS = 1800 * 1_000_000_000
@@ -50,10 +42,7 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     console.rule("[b]telltale demo")
     with console.status("simulating..."):
         result = simulate(config)
-        files = write_otlp_json(result, out_dir)
-        files.append(write_agent_events(result, out_dir / "agents.jsonl"))
-        files.append(write_broken_file(result, out_dir / BROKEN_FILE))
-        write_truth(result, out_dir / "truth.json")
+        files = write_files(result, out_dir, out_dir / "truth.json")
     console.print(
         f"simulated {minutes:g} minutes (seed {seed}): {result.spans.num_rows:,} spans, "
         f"{result.logs.num_rows:,} log records, "
@@ -64,10 +53,8 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     t0 = time.perf_counter()
     with Store(settings.db_path, settings=settings) as store:
         with console.status("ingesting..."):
-            results = []
-            for path in files:
-                mapping = {"preset": "agent-spawn"} if path.name == "agents.jsonl" else None
-                results += ingest_paths(store, [str(path)], mapping=_preset(mapping))
+            # Auto-detection, as for a user's files (the agent log is recognised by its fields).
+            results = ingest_paths(store, [str(path) for path in files])
         render_ingest.print_table(results, console)
         console.print(f"[dim]ingested in {time.perf_counter() - t0:.1f}s → {settings.db_path}[/dim]")
         report = quality(store, by=GroupBy.SOURCE)
@@ -109,14 +96,6 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
         _incident_line(i) for i in result.truth.get("incidents", [])) + "[/dim]")
     console.print(f"\ndone in {time.perf_counter() - started:.1f}s. Next: "
                   f"[b]telltale --db {settings.db_path} quality --by service[/b]")
-
-
-def _preset(mapping: dict[str, str] | None) -> dict[str, Any] | None:
-    if mapping is None:
-        return None
-    from telltale.normalize.events import PRESETS
-
-    return dict(PRESETS[mapping["preset"]])
 
 
 @click.command("demo")

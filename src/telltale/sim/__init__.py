@@ -42,6 +42,7 @@ __all__ = [
     "simulate",
     "write_agent_events",
     "write_broken_file",
+    "write_files",
     "write_otlp_json",
     "write_otlp_proto",
     "write_truth",
@@ -156,6 +157,20 @@ def write_agent_events(result: SimResult, path: Path | str) -> Path:
 def write_broken_file(result: SimResult, path: Path | str) -> Path:
     """OTLP/JSON traces lines, the ones listed in truth["broken_file"] damaged."""
     return broken.write(result.spans, result.broken_plan, Path(path))
+
+
+def write_files(result: SimResult, telemetry_dir: Path | str, truth_path: Path | str, *,
+                json: bool = True, proto: bool = False) -> list[Path]:
+    """Everything `ingest` reads (OTLP files, agent events, the torn file) into
+    `telemetry_dir`, and the ground truth to `truth_path` (kept apart so a directory ingest
+    does not read it). Returns the telemetry files."""
+    out = Path(telemetry_dir)
+    files = [*(write_otlp_json(result, out) if json else []),
+             *(write_otlp_proto(result, out) if proto else [])]
+    files += [write_agent_events(result, out / "agents.jsonl"),
+              write_broken_file(result, out / BROKEN_FILE)]
+    write_truth(result, truth_path)
+    return files
 
 
 def write_truth(result: SimResult, path: Path | str) -> Path:

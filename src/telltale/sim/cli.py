@@ -10,16 +10,7 @@ import click
 from rich.console import Console
 
 from telltale.settings import Settings
-from telltale.sim import (
-    BROKEN_FILE,
-    SimConfig,
-    simulate,
-    write_agent_events,
-    write_broken_file,
-    write_otlp_json,
-    write_otlp_proto,
-    write_truth,
-)
+from telltale.sim import SimConfig, simulate, write_files
 from telltale.store import Store
 from telltale.window import parse_time
 
@@ -73,14 +64,9 @@ def command(ctx: click.Context, out_dir: str | None, minutes: float, seed: int,
                       + (" (already there)" if report.already_ingested else ""))
         return
     root = Path(str(out_dir))
-    out = root / "telemetry"  # truth.json sits beside, so `ingest OUT_DIR/telemetry` skips it
-    written = []
-    if fmt in {"json", "both"}:
-        written += write_otlp_json(result, out)
-    if fmt in {"proto", "both"}:
-        written += write_otlp_proto(result, out)
-    written += [write_agent_events(result, out / "agents.jsonl"),
-                write_broken_file(result, out / BROKEN_FILE), write_truth(result, root / "truth.json")]
+    written = write_files(result, root / "telemetry", root / "truth.json",
+                          json=fmt in {"json", "both"}, proto=fmt in {"proto", "both"})
     for path in written:
         console.print(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB)")
-    console.print(f"ground truth: {root / 'truth.json'}; ingest with: telltale ingest {out}")
+    console.print(f"ground truth: {root / 'truth.json'}; ingest with: "
+                  f"telltale ingest {root / 'telemetry'}")
