@@ -253,3 +253,15 @@ def test_ingest_unknown_mapping_is_one_line(runner: CliRunner, tmp_path: Path) -
     assert res.exit_code != 0
     assert "no-such-preset" in res.output
     assert "Traceback" not in res.output
+
+
+def test_empty_file_has_no_records(runner: CliRunner, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"\n  \n")
+    db = tmp_path / "t.duckdb"
+    res = runner.invoke(main, ["--db", str(db), "ingest", str(empty), "--output", "json"])
+    assert res.exit_code == 0, res.output
+    (row,) = orjson.loads(res.stdout)
+    assert (row["read"], row["stored"], row["quarantined"]) == (0, {}, {})
+    with Store(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM telltale_quarantine") == [(0,)]

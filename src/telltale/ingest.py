@@ -63,7 +63,10 @@ def _batch_key(data: bytes, fmt: str, mapping: dict[str, Any] | None) -> str:
 def ingest_bytes(store: Store, data: bytes, *, source: str, fmt: Format = Format.AUTO,
                  mapping: dict[str, Any] | None = None,
                  signal: Signal | None = None) -> SourceResult:
-    """Decode and commit one source's bytes. Undetectable input is quarantined whole."""
+    """Decode and commit one source's bytes. Undetectable input is quarantined whole; empty
+    input holds no records, so nothing is stored or quarantined for it."""
+    if not data.strip():
+        return SourceResult(source, None, "empty input", BatchReport(source=source, format="empty"))
     evidence = "given with --format"
     if fmt is Format.AUTO:
         try:
