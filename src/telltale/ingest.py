@@ -60,6 +60,17 @@ def _batch_key(data: bytes, fmt: str, mapping: dict[str, Any] | None) -> str:
     return f"{content_hash(data)}:{how}"
 
 
+def _choose_format(head: bytes, source: str, fmt: Format) -> tuple[Format | None, str]:
+    """The format to read with and why; None (with the reason) when nothing matches."""
+    if fmt is not Format.AUTO:
+        return fmt, "given with --format"
+    try:
+        found = detect(head[:HEAD_BYTES], source)
+    except DetectionError as exc:
+        return None, str(exc)
+    return found.format, found.evidence
+
+
 def ingest_bytes(store: Store, data: bytes, *, source: str, fmt: Format = Format.AUTO,
                  mapping: dict[str, Any] | None = None,
                  signal: Signal | None = None) -> SourceResult:
@@ -67,18 +78,19 @@ def ingest_bytes(store: Store, data: bytes, *, source: str, fmt: Format = Format
     input holds no records, so nothing is stored or quarantined for it."""
     if not data.strip():
         return SourceResult(source, None, "empty input", BatchReport(source=source, format="empty"))
-    evidence = "given with --format"
-    if fmt is Format.AUTO:
-        try:
-            found = detect(data[:HEAD_BYTES], source)
-        except DetectionError as exc:
-            decoded = Decoded(rejects=[Reject(signal or Signal.TRACES, "file",
-                                              QuarantineReason.UNPARSABLE,
-                                              data[:1 << 20].decode(errors="replace"), str(exc))])
-            report = store.commit(decoded, source=source, fmt="unknown",
-                                  content_hash=_batch_key(data, "unknown", mapping))
-            return SourceResult(source, None, str(exc), report)
-        fmt, evidence = found.format, found.evidence
+    chosen, evidence = _choose_format(data, source, fmt)
+    return _commit_whole(store, data, source, chosen, evidence, mapping, signal)
+
+
+def _commit_whole(store: Store, data: bytes, source: str, fmt: Format | None, evidence: str,
+                  mapping: dict[str, Any] | None, signal: Signal | None) -> SourceResult:
+    if fmt is None:
+        decoded = Decoded(rejects=[Reject(signal or Signal.TRACES, "file",
+                                          QuarantineReason.UNPARSABLE,
+                                          data[:1 << 20].decode(errors="replace"), evidence)])
+        report = store.commit(decoded, source=source, fmt="unknown",
+                              content_hash=_batch_key(data, "unknown", mapping))
+        return SourceResult(source, None, evidence, report)
     options = DecodeOptions(source=source, mapping=mapping or {}, signal=signal)
     decoded = decoder_for(fmt)(data, options)
     report = store.commit(decoded, source=source, fmt=fmt.value,
@@ -133,17 +145,12 @@ def _is_line_oriented(head: bytes) -> bool:
 def _ingest_large(store: Store, source: str, head: bytes, stream: BinaryIO, fmt: Format,
                   mapping: dict[str, Any] | None, signal: Signal | None, chunk_bytes: int,
                   progress: Callable[[int], None]) -> SourceResult:
-    evidence = "given with --format"
-    if fmt is Format.AUTO:
-        try:
-            found = detect(head[:HEAD_BYTES], source)
-            fmt, evidence = found.format, found.evidence
-        except DetectionError:
-            pass  # whole-file path below quarantines it with the reason
-    if fmt is not Format.OTLP_JSON or not _is_line_oriented(head):
+    chosen, evidence = _choose_format(head, source, fmt)
+    if chosen is not Format.OTLP_JSON or not _is_line_oriented(head):
         # Single documents (and mapped events, whose lines merge across the file) need it all.
-        return ingest_bytes(store, head + stream.read(), source=source, fmt=fmt,
-                            mapping=mapping, signal=signal)
+        return _commit_whole(store, head + stream.read(), source, chosen, evidence, mapping,
+                             signal)
+    fmt = chosen
     merged = BatchReport(source=source, format=fmt.value, already_ingested=True)
     decode = decoder_for(fmt)
     for first_line, chunk in _line_chunks(head, stream, chunk_bytes):
