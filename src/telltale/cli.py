@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +15,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from telltale import __version__
 from telltale.analyses.quality import GroupBy, quality
+from telltale.demo import command as demo_command
 from telltale.ingest import ingest_sources
 from telltale.model import Format, Signal
+from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.detect import DetectionError
+from telltale.normalize.events import PRESETS as EVENT_PRESETS
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.settings import ENV_DB, Settings
+from telltale.sim.cli import command as simulate_command
 from telltale.sources.files import SourceError, expand
 from telltale.store import Store, StoreLockedError
 from telltale.store.duck import StoreError
@@ -68,8 +71,7 @@ def _load_mapping(value: str | None) -> dict[str, Any] | None:
         if not isinstance(loaded, dict):
             raise click.BadParameter("mapping file must hold a JSON object", param_hint="--mapping")
         return loaded
-    for module in ("telltale.normalize.csv_spans", "telltale.normalize.events"):
-        presets: dict[str, dict[str, Any]] = importlib.import_module(module).PRESETS
+    for presets in (CSV_PRESETS, EVENT_PRESETS):
         if value in presets:
             return dict(presets[value])
     raise click.BadParameter(f"{value!r} is neither a mapping file nor a preset",
@@ -159,14 +161,5 @@ def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until:
         render_quality.print_table(report, Console())
 
 
-def _register_optional() -> None:
-    """Commands whose modules are optional at import time (simulator, demo)."""
-    for module in ("telltale.sim.cli", "telltale.demo"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        main.add_command(mod.command)
-
-
-_register_optional()
+main.add_command(simulate_command)
+main.add_command(demo_command)

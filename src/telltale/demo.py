@@ -19,6 +19,7 @@ from rich.table import Table
 from telltale.analyses.overview import overview
 from telltale.analyses.quality import GroupBy, quality
 from telltale.ingest import ingest_paths
+from telltale.model import QualityFlag
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.settings import Settings
@@ -66,7 +67,7 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     t = Table(title="services (slowest p95 first)")
     for col in ("service", "spans", "errors", "error rate", "p50 ms", "p95 ms", "orphans"):
         t.add_column(col, justify="left" if col == "service" else "right")
-    orphans = {g.key: g.spans.flags.get("orphan", 0) for g in by_service.groups}  # type: ignore[call-overload]
+    orphans = {g.key: g.spans.flags[QualityFlag.ORPHAN] for g in by_service.groups}
     for s in sorted(view.services, key=lambda s: -s.p95_ms):
         n_orphans = orphans.get(s.service, 0)
         t.add_row(s.service, f"{s.spans:,}", f"{s.errors:,}", f"{s.error_rate:.1%}",
@@ -78,11 +79,10 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     if q_total:
         findings.append(f"{q_total:,} broken trace records quarantined with their line numbers "
                         f"(see telltale_quarantine); nothing was dropped silently")
-    worst = max(by_service.groups, key=lambda g: g.spans.flags.get("orphan", 0),  # type: ignore[call-overload]
-                default=None)
-    if worst is not None and worst.spans.flags.get("orphan", 0):  # type: ignore[call-overload]
+    worst = max(by_service.groups, key=lambda g: g.spans.flags[QualityFlag.ORPHAN], default=None)
+    if worst is not None and worst.spans.flags[QualityFlag.ORPHAN]:
         findings.append(f"{worst.key} emits orphan spans "
-                        f"({worst.spans.flags.get('orphan', 0):,}; parent ids never seen)")  # type: ignore[call-overload]
+                        f"({worst.spans.flags[QualityFlag.ORPHAN]:,}; parent ids never seen)")
     for h in view.hotspots[:1]:
         findings.append(f"errors in {h.service} '{h.operation}' concentrate on {h.key}={h.value}:"
                         f" {h.errors:,} of {h.spans:,} such spans fail ({h.error_rate:.1%})")

@@ -40,15 +40,14 @@ def command(ctx: click.Context, out_dir: str | None, minutes: float, seed: int,
     console = Console(stderr=True)
     if not into_store and out_dir is None:
         raise click.UsageError("give OUT_DIR, or --into-store")
-    config = SimConfig(seed=seed, duration_s=minutes * 60, incidents=not no_incidents)
-    if start is not None:
-        try:
-            config = SimConfig(seed=seed, duration_s=minutes * 60, incidents=not no_incidents,
-                               start_ns=parse_time(start, settings.clock()))
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
-    if rate is not None:
-        config = SimConfig(**{**config.__dict__, "requests_per_s": rate})
+    defaults = SimConfig()
+    try:
+        start_ns = parse_time(start, settings.clock()) if start else defaults.start_ns
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = SimConfig(seed=seed, start_ns=start_ns, duration_s=minutes * 60,
+                       requests_per_s=defaults.requests_per_s if rate is None else rate,
+                       incidents=not no_incidents)
     t0 = time.perf_counter()
     result = simulate(config)
     elapsed = time.perf_counter() - t0
