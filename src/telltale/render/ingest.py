@@ -10,6 +10,7 @@ from rich.table import Table
 
 from telltale.ingest import SourceResult
 from telltale.model import Signal
+from telltale.render import source_label
 
 
 def result_dict(r: SourceResult) -> dict[str, Any]:
@@ -32,11 +33,6 @@ def to_json(results: list[SourceResult]) -> str:
                         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
-def _short(source: str) -> str:
-    """The file name: enough to tell sources apart in a terminal table (JSON has full paths)."""
-    return source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
 def print_table(results: list[SourceResult], console: Console) -> None:
     t = Table(title="ingest summary")
     t.add_column("source", overflow="fold")
@@ -48,16 +44,16 @@ def print_table(results: list[SourceResult], console: Console) -> None:
         rep = r.report
         fmt = r.format.value if r.format else "unknown"
         if r.error or rep is None:
-            t.add_row(_short(r.source), "-", "", "", "", "", "", f"[red]error: {r.error}[/red]")
+            t.add_row(source_label(r.source), "-", "", "", "", "", "", f"[red]error: {r.error}[/red]")
             continue
         if rep.already_ingested:
-            t.add_row(_short(r.source), fmt, "", "", "", "", "",
+            t.add_row(source_label(r.source), fmt, "", "", "", "", "",
                       f"[dim]already ingested (batch {rep.batch_id}): nothing stored twice[/dim]")
             continue
         reasons = ", ".join(f"{k.value} {v:,}" for k, v in
                             sorted(rep.quarantined.items(), key=lambda kv: -kv[1]))
         q = rep.total_quarantined
-        t.add_row(_short(r.source), fmt, f"{rep.records_read:,}",
+        t.add_row(source_label(r.source), fmt, f"{rep.records_read:,}",
                   *(f"{rep.stored.get(sig, 0):,}" for sig in Signal),
                   f"[red]{q:,}[/red]" if q else "0", reasons)
     console.print(t)

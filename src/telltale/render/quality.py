@@ -11,8 +11,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from telltale.analyses.quality import GroupQuality, QualityCounts, QualityReport
+from telltale.analyses.quality import GroupBy, GroupQuality, QualityCounts, QualityReport
 from telltale.model import QualityFlag
+from telltale.render import source_label
 
 
 def iso(ns: int) -> str:
@@ -82,12 +83,6 @@ def _sparkline(g: GroupQuality) -> str:
     return "".join(chars)
 
 
-def _short(key: str, report: QualityReport) -> str:
-    if report.by.value != "source":
-        return key
-    return key.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
 def print_table(report: QualityReport, console: Console) -> None:
     t = Table(title=f"Trace quality by {report.by.value} "
                     f"({iso(report.since)} → {iso(report.until)}, "
@@ -101,8 +96,10 @@ def print_table(report: QualityReport, console: Console) -> None:
     for g in [*groups, None]:
         c = report.total if g is None else g.spans
         q = sum(c.quarantined.values())
+        label = ("[b]all[/b]" if g is None
+                 else source_label(g.key) if report.by is GroupBy.SOURCE else g.key)
         t.add_row(
-            "[b]all[/b]" if g is None else _short(g.key, report), f"{c.received:,}",
+            label, f"{c.received:,}",
             f"{c.stored:,}",
             f"{q:,}" if not q else f"[red]{q:,}[/red]",
             *(f"{c.flags.get(f, 0):,}" for f in QualityFlag),
