@@ -331,25 +331,15 @@ def _json_rows(otlp_copy: Path, tmp_path: Path, name: str) -> dict[str, list[dic
 
 @requires_shared_otlp
 @pytest.mark.parametrize("name", OTLP_FILES)
-def test_protobuf_single_message_matches_json(name: str, otlp_copy: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("framing", ["single", "delimited"])
+def test_protobuf_matches_json(name: str, framing: str, otlp_copy: Path,
+                               tmp_path: Path) -> None:
+    """One message per file, and a length-delimited stream holding one message (a short
+    exporter flush), both store exactly what the JSON does."""
     expected = _json_rows(otlp_copy, tmp_path, name)
+    message = json_to_proto(_load(name))
     pb = tmp_path / (Path(name).stem + ".pb")
-    pb.write_bytes(json_to_proto(_load(name)).SerializeToString())
-    store, result = _ingest_one(tmp_path / "pb.duckdb", pb)
-    with store:
-        assert result.format is Format.OTLP_PROTO
-        assert result.report.total_quarantined == 0
-        assert _all_tables(store) == expected
-
-
-@requires_shared_otlp
-@pytest.mark.parametrize("name", OTLP_FILES)
-def test_protobuf_delimited_single_frame_matches_json(name: str, otlp_copy: Path,
-                                                      tmp_path: Path) -> None:
-    """A length-delimited stream holding one message (a short exporter flush)."""
-    expected = _json_rows(otlp_copy, tmp_path, name)
-    pb = tmp_path / (Path(name).stem + ".pbd")
-    pb.write_bytes(delimited([json_to_proto(_load(name))]))
+    pb.write_bytes(message.SerializeToString() if framing == "single" else delimited([message]))
     store, result = _ingest_one(tmp_path / "pb.duckdb", pb)
     with store:
         assert result.format is Format.OTLP_PROTO
