@@ -195,10 +195,6 @@ class Decoded:
         self.rejects += other.rejects
 
 
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 def table(schema: pa.Schema, columns: dict[str, list[object]]) -> pa.Table:
     """Build a staging table from python columns; missing columns become nulls."""
     n = len(next(iter(columns.values()))) if columns else 0

@@ -94,9 +94,3 @@ def trace_id_strings(hi: U64, lo: U64) -> pa.Array:
     """32-char hex trace ids; a zero hi half (no link) becomes ""."""
     chars = np.concatenate([hex_chars(hi), hex_chars(lo)], axis=1)
     return _fixed_width_strings(chars, hi != 0)
-
-
-def hex_strings(rng: np.random.Generator, n: int, width: int) -> pa.Array:
-    """Random lower-case hex strings (commit shas, message ids) of `width` chars."""
-    codes = rng.integers(0, 16, size=(n, width), dtype=np.uint8)
-    return _fixed_width_strings(_HEX[codes])
