@@ -59,11 +59,12 @@ def _signal_of(doc: dict[str, Any]) -> Signal | None:
     return None
 
 
-def _decode_doc(doc: Any, text: str, pos: str, out: Decoded) -> None:
+def _decode_doc(doc: Any, text: str, line_no: int, out: Decoded) -> None:
     signal = _signal_of(doc) if isinstance(doc, dict) else None
+    pos = f"line {line_no}"
     if signal is not Signal.METRICS:
         # Traces, logs, and shapes nobody recognises go to the engine (which rejects the last).
-        line = pa.table({"LineNo": [int(pos.split()[-1])], "Line": [text]}, schema=_LINES)
+        line = pa.table({"LineNo": [line_no], "Line": [text]}, schema=_LINES)
         (out.json_log_lines if signal is Signal.LOGS else out.json_trace_lines).append(line)
         return
     _fix_ids(doc)
@@ -87,7 +88,7 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
         except orjson.JSONDecodeError:
             doc = None
         if doc is not None:
-            _decode_doc(doc, data.decode().strip(), "line 1", out)
+            _decode_doc(doc, data.decode().strip(), 1, out)
             return out
     routed: dict[Signal, tuple[list[int], list[str]]] = {
         Signal.TRACES: ([], []), Signal.LOGS: ([], [])}
@@ -105,7 +106,7 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
             out.rejects.append(Reject(Signal.METRICS, f"line {no}", QuarantineReason.UNPARSABLE,
                                       text, str(exc)))
             continue
-        _decode_doc(doc, text, f"line {no}", out)
+        _decode_doc(doc, text, no, out)
     for signal, target in ((Signal.TRACES, out.json_trace_lines),
                            (Signal.LOGS, out.json_log_lines)):
         nos, texts = routed[signal]
