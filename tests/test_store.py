@@ -285,6 +285,11 @@ class _FailingConnection:
             raise duckdb.IOException("disk full (simulated)")
         return self._con.execute(sql, *args, **kwargs)
 
+    def executemany(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if self._marker in sql:
+            raise duckdb.IOException("disk full (simulated)")
+        return self._con.executemany(sql, *args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 

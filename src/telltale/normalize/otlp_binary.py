@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 
 from telltale.model import QuarantineReason, Signal
 from telltale.normalize.options import DecodeOptions
+from telltale.normalize.otlp_arrow import trace_requests
 from telltale.normalize.otlp_proto import Request, decode_request, parse
 from telltale.normalize.staging import Decoded, Reject
 
@@ -94,8 +95,13 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     frames, framed = _framing(data, options)
     out = Decoded()
     signal = infer_signal(frames[0], options) if frames else None
-    for i, frame in enumerate(frames, start=1):
-        pos = f"message {i}" if framed else "message"
+    prefixes = [f"message {i}" if framed else "message" for i in range(1, len(frames) + 1)]
+    if signal is Signal.TRACES:
+        traces, rejects = trace_requests(frames, prefixes)
+        out.proto_traces += [traces] if traces is not None else []
+        out.rejects += rejects
+        return out
+    for frame, pos in zip(frames, prefixes, strict=True):
         if signal is None:
             out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.UNPARSABLE,
                                       frame.hex()[:65536], "not an OTLP Export*ServiceRequest"))

@@ -1,8 +1,4 @@
-"""OTLP protobuf messages → staging tables.
-
-The per-span loop touches each field once and keeps resource-level values out of it (they are
-expanded with Arrow `take`), because per-span Python is the cost that bounds protobuf ingest.
-"""
+"""OTLP protobuf log and metric messages → staging tables (traces: see `otlp_arrow`)."""
 
 from __future__ import annotations
 
@@ -31,102 +27,6 @@ REQUEST_TYPES: dict[Signal, type[Request]] = {
     Signal.LOGS: ExportLogsServiceRequest,
     Signal.METRICS: ExportMetricsServiceRequest,
 }
-
-
-def _expand(per_resource: list[Any], index: list[int], typ: pa.DataType) -> pa.Array:
-    return pa.array(per_resource, type=typ).take(pa.array(index, type=pa.int32()))
-
-
-def _map_array(kv_lists: list[Any]) -> pa.Array:
-    """Repeated KeyValue fields → one Arrow map array, a column at a time (no per-span dicts).
-
-    Each `.value` access builds a wrapper object, so it happens once per attribute."""
-    offsets = [0]
-    keys: list[str] = []
-    values: list[str] = []
-    for kvs in kv_lists:
-        for kv in kvs:
-            v = kv.value
-            keys.append(kv.key)
-            values.append(v.string_value if v.WhichOneof("value") == "string_value"
-                          else as_string(v))
-        offsets.append(len(keys))
-    offsets, keys, values = _last_key_wins(offsets, keys, values)
-    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
-                                   pa.array(values, pa.string()))
-
-
-def _last_key_wins(offsets: list[int], keys: list[str],
-                   values: list[str]) -> tuple[list[int], list[str], list[str]]:
-    """A key repeated within one record keeps its last value (a map cannot hold both)."""
-    rows_with_dups = [r for r in range(len(offsets) - 1) if offsets[r + 1] - offsets[r] > 1
-                      and len(set(keys[offsets[r]:offsets[r + 1]])) < offsets[r + 1] - offsets[r]]
-    if not rows_with_dups:
-        return offsets, keys, values
-    new_offsets: list[int] = [0]
-    new_keys: list[str] = []
-    new_values: list[str] = []
-    for r in range(len(offsets) - 1):
-        row = dict(zip(keys[offsets[r]:offsets[r + 1]], values[offsets[r]:offsets[r + 1]],
-                       strict=True))
-        new_keys.extend(row)
-        new_values.extend(row.values())
-        new_offsets.append(len(new_keys))
-    return new_offsets, new_keys, new_values
-
-
-def spans_table(req: ExportTraceServiceRequest, pos: str) -> pa.Table:
-    spans: list[Any] = []
-    res_index: list[int] = []
-    scope_name: list[str] = []
-    scope_version: list[str] = []
-    res_attrs: list[list[tuple[str, str]]] = []
-    res_service: list[str | None] = []
-    for ri, rs in enumerate(req.resource_spans):
-        ra = attr_items(rs.resource.attributes)
-        res_attrs.append(ra)
-        res_service.append(dict(ra).get("service.name"))
-        for ss in rs.scope_spans:
-            batch = list(ss.spans)
-            spans.extend(batch)
-            res_index.extend([ri] * len(batch))
-            scope_name.extend([ss.scope.name] * len(batch))
-            scope_version.extend([ss.scope.version] * len(batch))
-    n = len(spans)
-    status = [sp.status for sp in spans]
-    string = pa.string()
-    arrays: dict[str, pa.Array] = {
-        "Pos": pa.array([f"{pos} span {i}" for i in range(1, n + 1)], string),
-        "RecordBytes": pa.array([sp.ByteSize() for sp in spans], pa.int64()),
-        "Defect": pa.nulls(n, string),
-        "Raw": pa.nulls(n, string),
-        "StartNs": pa.array([sp.start_time_unix_nano for sp in spans], pa.int64()),
-        "EndNs": pa.array([sp.end_time_unix_nano for sp in spans], pa.int64()),
-        "TraceId": pa.array([sp.trace_id.hex() for sp in spans], string),
-        "SpanId": pa.array([sp.span_id.hex() for sp in spans], string),
-        "ParentSpanId": pa.array([sp.parent_span_id.hex() for sp in spans], string),
-        "TraceState": pa.array([sp.trace_state for sp in spans], string),
-        "SpanName": pa.array([sp.name for sp in spans], string),
-        "SpanKind": pa.array([_KINDS[k] if k < len(_KINDS) else _KINDS[0]
-                              for k in (sp.kind for sp in spans)], string),
-        "ServiceName": _expand(res_service, res_index, string),
-        "ResourceAttributes": _expand(res_attrs, res_index, staging.ATTRS),
-        "ScopeName": pa.array(scope_name, string),
-        "ScopeVersion": pa.array(scope_version, string),
-        "SpanAttributes": _map_array([sp.attributes for sp in spans]),
-        "StatusCode": pa.array([_STATUS[c] if c < 3 else _STATUS[0]
-                                for c in (st.code for st in status)], string),
-        "StatusMessage": pa.array([st.message for st in status], string),
-        "Events": pa.array([
-            [{"Timestamp": e.time_unix_nano, "Name": e.name,
-              "Attributes": attr_items(e.attributes)} for e in sp.events] if sp.events else []
-            for sp in spans], staging.SPANS.field("Events").type),
-        "Links": pa.array([
-            [{"TraceId": k.trace_id.hex(), "SpanId": k.span_id.hex(), "TraceState": k.trace_state,
-              "Attributes": attr_items(k.attributes)} for k in sp.links] if sp.links else []
-            for sp in spans], staging.SPANS.field("Links").type),
-    }
-    return pa.Table.from_arrays([arrays[f.name] for f in staging.SPANS], schema=staging.SPANS)
 
 
 def logs_table(req: ExportLogsServiceRequest, pos: str) -> pa.Table:
@@ -248,8 +148,8 @@ def metrics_tables(req: ExportMetricsServiceRequest, pos: str,
 def decode_request(req: Request, pos: str) -> Decoded:
     out = Decoded()
     if isinstance(req, ExportTraceServiceRequest):
-        out.spans.append(spans_table(req, pos))
-    elif isinstance(req, ExportLogsServiceRequest):
+        raise TypeError("trace requests are decoded by otlp_arrow.trace_requests")
+    if isinstance(req, ExportLogsServiceRequest):
         out.logs.append(logs_table(req, pos))
     else:
         for kind, tbl in metrics_tables(req, pos, out.rejects).items():

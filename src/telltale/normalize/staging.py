@@ -9,7 +9,7 @@ shares one set of validation rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -160,13 +160,33 @@ METRICS: dict[MetricType, pa.Schema] = {
 
 @dataclass(frozen=True)
 class Reject:
-    """A record refused before it could be staged (unparsable line, wrong shape...)."""
+    """A record refused before it could be staged (unparsable line, wrong shape...).
+
+    `part` says which part of a grouped commit it belongs to (see `Decoded.extend`)."""
 
     signal: Signal
     position: str
     reason: QuarantineReason
     raw: str
     detail: str = ""
+    part: int = 0
+
+
+# Staged rows may carry which part of a grouped commit they came from (the receiver commits many
+# requests in one transaction, each its own batch); a table without the column is all part 0.
+PART = "Part"
+
+
+@dataclass(frozen=True)
+class ProtoTraces:
+    """OTLP protobuf trace requests as Arrow (decoded by ptars), for the engine to stage.
+
+    `spans` has one row per span with its nested protobuf fields as structs plus `Part`, `Pos`
+    prefix, `Idx` (span number within its message) and `Res` (row in `resources`);
+    `resources` holds each resource's attribute list once, however many spans share it."""
+
+    spans: pa.Table
+    resources: pa.Table
 
 
 @dataclass
@@ -174,8 +194,8 @@ class Decoded:
     """Everything one source decoded into: staged tables plus records refused while decoding.
 
     `json_trace_lines` / `json_log_lines` carry OTLP/JSON request lines (columns `LineNo`,
-    `Line`) that the store decodes into staged rows inside the engine, many times faster than
-    Python.
+    `Line`, optionally `Part`) and `proto_traces` OTLP protobuf requests as Arrow; the store
+    decodes both into staged rows inside the engine, many times faster than Python.
     """
 
     spans: list[pa.Table] = field(default_factory=list)
@@ -183,16 +203,33 @@ class Decoded:
     metrics: dict[MetricType, list[pa.Table]] = field(default_factory=dict)
     json_trace_lines: list[pa.Table] = field(default_factory=list)
     json_log_lines: list[pa.Table] = field(default_factory=list)
+    proto_traces: list[ProtoTraces] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
 
-    def extend(self, other: Decoded) -> None:
-        self.spans += other.spans
-        self.logs += other.logs
+    def extend(self, other: Decoded, part: int | None = None) -> None:
+        """Add another decode's output; with `part`, tag all of it as that part."""
+        def tag(tables: list[pa.Table]) -> list[pa.Table]:
+            return tables if part is None else [with_part(t, part) for t in tables]
+        self.spans += tag(other.spans)
+        self.logs += tag(other.logs)
         for kind, tables in other.metrics.items():
-            self.metrics.setdefault(kind, []).extend(tables)
-        self.json_trace_lines += other.json_trace_lines
-        self.json_log_lines += other.json_log_lines
-        self.rejects += other.rejects
+            self.metrics.setdefault(kind, []).extend(tag(tables))
+        self.json_trace_lines += tag(other.json_trace_lines)
+        self.json_log_lines += tag(other.json_log_lines)
+        if part is None:
+            self.proto_traces += other.proto_traces
+        else:
+            self.proto_traces += [ProtoTraces(with_part(p.spans, part), p.resources)
+                                  for p in other.proto_traces]
+        self.rejects += (other.rejects if part is None else
+                         [replace(r, part=part) for r in other.rejects])
+
+
+def with_part(tbl: pa.Table, part: int) -> pa.Table:
+    column = pa.array([part] * tbl.num_rows, pa.int32())
+    if PART in tbl.column_names:
+        return tbl.set_column(tbl.column_names.index(PART), PART, column)
+    return tbl.append_column(PART, column)
 
 
 def table(schema: pa.Schema, columns: dict[str, list[object]]) -> pa.Table:

@@ -1,5 +1,5 @@
 """Storage: the only layer that holds SQL. DuckDB by default."""
 
-from telltale.store.duck import BatchReport, Store, StoreLockedError
+from telltale.store.duck import BatchReport, BatchSource, Store, StoreError, StoreLockedError
 
-__all__ = ["BatchReport", "Store", "StoreLockedError"]
+__all__ = ["BatchReport", "BatchSource", "Store", "StoreError", "StoreLockedError"]

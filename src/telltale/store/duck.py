@@ -16,9 +16,9 @@ import pyarrow as pa
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
 from telltale.normalize.anyvalue import go_float
-from telltale.normalize.staging import Decoded
+from telltale.normalize.staging import PART, Decoded, with_part
 from telltale.settings import EARLIEST_VALID_NS, Settings
-from telltale.store import otlp_json, schema, validate
+from telltale.store import otlp_json, otlp_proto, schema, validate
 
 _ARROW_TO_DUCK = {
     pa.string(): "VARCHAR",
@@ -43,8 +43,10 @@ def _duck_type(t: pa.DataType) -> str:
 
 
 def _create_temp(name: str, arrow_schema: pa.Schema) -> str:
+    """A staging table: the Arrow schema's columns, then which part of a grouped commit each
+    row belongs to and (for engine-decoded JSON lines) its line number."""
     cols = ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in arrow_schema)
-    return f"CREATE OR REPLACE TEMP TABLE {name} ({cols})"
+    return f"CREATE OR REPLACE TEMP TABLE {name} ({cols}, Part INTEGER, LineNo BIGINT)"
 
 
 # Per metric type, the columns after the common ones (in table order).
@@ -106,6 +108,9 @@ class Store:
         )
         self.con.create_function(
             otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR", side_effects=False)
+        self.con.create_function(
+            otlp_proto.COMPLEX_UDF_NAME, otlp_proto.complex_value_udf, ["BLOB[]", "BOOLEAN"],
+            "VARCHAR", side_effects=False)
         try:
             if not read_only:
                 self.migrate()
@@ -169,10 +174,13 @@ class Store:
     # -- the one write path -----------------------------------------------------------------
 
     def find_batch(self, content_hash: str) -> int | None:
+        return self._find_batches([content_hash]).get(content_hash)
+
+    def _find_batches(self, hashes: list[str]) -> dict[str, int]:
         rows = self.con.execute(
-            "SELECT BatchId FROM telltale_ingest_batches WHERE ContentHash = ?", [content_hash]
-        ).fetchall()
-        return int(rows[0][0]) if rows else None
+            "SELECT ContentHash, BatchId FROM telltale_ingest_batches"
+            " WHERE list_contains(?, ContentHash)", [hashes]).fetchall()
+        return {str(h): int(b) for h, b in rows}
 
     def commit(self, decoded: Decoded, *, source: str, fmt: str,
                content_hash: str) -> BatchReport:
@@ -181,54 +189,81 @@ class Store:
         Returns only after the transaction is durable; on any error nothing is written.
         Content already committed (same hash) is not stored again.
         """
+        return self.commit_parts(decoded, [BatchSource(source, fmt, content_hash)])[0]
+
+    def commit_parts(self, decoded: Decoded, parts: list[BatchSource]) -> list[BatchReport]:
+        """Commit several sources in one transaction (a group commit), each its own batch.
+
+        Rows and rejects say their part by index into `parts` (`Decoded.extend(…, part=i)`);
+        the reports come back in the same order. One durable commit for many small requests is
+        what makes the receiver fast; a part whose content was committed before (or earlier in
+        the same group) is skipped and reported as already ingested.
+        """
         if self.read_only:
             raise StoreError("store is open read-only")
-        report = BatchReport(source=source, format=fmt)
-        existing = self.find_batch(content_hash)
-        if existing is not None:
-            report.batch_id = existing
-            report.already_ingested = True
-            return report
+        reports = [BatchReport(source=p.source, format=p.fmt) for p in parts]
+        known = self._find_batches([p.content_hash for p in parts])
+        first_part: dict[str, int] = {}
+        skipped: list[int] = []
+        for i, part in enumerate(parts):
+            if part.content_hash in known or part.content_hash in first_part:
+                reports[i].already_ingested = True
+                skipped.append(i)
+            first_part.setdefault(part.content_hash, i)
+        if len(skipped) == len(parts):
+            for report, part in zip(reports, parts, strict=True):
+                report.batch_id = known.get(part.content_hash)
+            return reports
         con = self.con
         con.begin()
         try:
-            batch = int(con.execute(
+            base = int(con.execute(
                 "SELECT coalesce(max(BatchId), 0) + 1 FROM telltale_ingest_batches"
             ).fetchall()[0][0])
-            report.batch_id = batch
             params = {
-                "batch": batch,
+                "batch": base,
                 "min_ts": EARLIEST_VALID_NS,
                 "max_ts": self.settings.latest_valid_ns(),
                 "max_bytes": self.settings.max_record_bytes,
                 "now": self.settings.clock(),
             }
-            self._stage(decoded, report, params)
-            self._check_and_store("stg_spans", validate.SPAN_REASON, validate.SPAN_STORE,
-                                  Signal.TRACES, "StartNs", report, params)
-            self._check_and_store("stg_logs", validate.LOG_REASON, validate.LOG_STORE,
-                                  Signal.LOGS, "coalesce(nullif(Timestamp, 0), ObservedTimestamp)",
-                                  report, params)
-            for kind in MetricType:
-                self._check_and_store(
-                    f"stg_metrics_{kind}", validate.metric_reason(kind),
-                    validate.metric_store(kind, _METRIC_VALUE_COLUMNS[kind]),
-                    Signal.METRICS, "TimeUnix", report, params,
-                )
-            con.execute(
-                "INSERT INTO telltale_ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [batch, source, fmt, content_hash, params["now"], report.records_read,
-                 report.total_stored, report.total_quarantined],
-            )
+            self._stage(decoded, reports, params, skipped)
+            for check, reason_sql, store_sql, signal, time_expr in self._checks():
+                self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
+                                      reports, params)
+            rows = []
+            for i, (report, part) in enumerate(zip(reports, parts, strict=True)):
+                if i in skipped:
+                    report.batch_id = known.get(part.content_hash,
+                                                base + first_part[part.content_hash])
+                    continue
+                report.batch_id = base + i
+                rows.append([base + i, part.source, part.fmt, part.content_hash, params["now"],
+                             report.records_read, report.total_stored, report.total_quarantined])
+            con.executemany(
+                "INSERT INTO telltale_ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             con.commit()
         except Exception:
             con.rollback()
             raise
         finally:
             self._drop_staging()
-        return report
+        return reports
 
-    def _stage(self, decoded: Decoded, report: BatchReport, params: dict[str, Any]) -> None:
+    @staticmethod
+    def _checks() -> list[tuple[str, str, str, Signal, str]]:
+        checks = [
+            ("stg_spans", validate.SPAN_REASON, validate.SPAN_STORE, Signal.TRACES, "StartNs"),
+            ("stg_logs", validate.LOG_REASON, validate.LOG_STORE, Signal.LOGS,
+             "coalesce(nullif(Timestamp, 0), ObservedTimestamp)"),
+        ]
+        checks += [(f"stg_metrics_{kind}", validate.metric_reason(kind),
+                    validate.metric_store(kind, _METRIC_VALUE_COLUMNS[kind]), Signal.METRICS,
+                    "TimeUnix") for kind in MetricType]
+        return checks
+
+    def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
+               skipped: list[int]) -> None:
         con = self.con
         con.execute(_create_temp("stg_spans", staging.SPANS))
         con.execute(_create_temp("stg_logs", staging.LOGS))
@@ -236,13 +271,20 @@ class Store:
             con.execute(_create_temp(f"stg_metrics_{kind}", sch))
         # One insert per staging table: many small inserts cost far more than one concat.
         if decoded.spans:
-            self._append("stg_spans", pa.concat_tables(decoded.spans))
+            self._append("stg_spans", _concat(decoded.spans))
         if decoded.logs:
-            self._append("stg_logs", pa.concat_tables(decoded.logs))
+            self._append("stg_logs", _concat(decoded.logs))
         for kind, tables in decoded.metrics.items():
             if tables:
-                self._append(f"stg_metrics_{kind}", pa.concat_tables(tables))
-        rejects = list(decoded.rejects)
+                self._append(f"stg_metrics_{kind}", _concat(tables))
+        for traces in decoded.proto_traces:
+            con.register("tt_proto_spans", traces.spans)
+            con.register("tt_proto_res", traces.resources)
+            try:
+                con.execute(otlp_proto.STAGE_SPANS)
+            finally:
+                _unregister(con, "tt_proto_spans")
+                _unregister(con, "tt_proto_res")
         for lines, table, stage_sql, suspects_sql in (
             (decoded.json_trace_lines, "stg_spans", otlp_json.STAGE_SPANS,
              otlp_json.SUSPECT_TRACE_LINES),
@@ -250,29 +292,37 @@ class Store:
         ):
             if lines:
                 # Small record batches let DuckDB spread the JSON work over all threads.
-                batches = pa.concat_tables(lines).to_batches(max_chunksize=16)
+                tbl = _concat(lines)
+                tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
+                batches = tbl.to_batches(max_chunksize=16)
                 con.register("tt_lines_view", pa.Table.from_batches(batches))
                 try:
                     con.execute(stage_sql)
                     self._requarantine_suspects(table, suspects_sql)
                 finally:
                     _unregister(con, "tt_lines_view")
+        if skipped:
+            for name in _staging_names():
+                con.execute(f"DELETE FROM {name} WHERE list_contains(?, coalesce(Part, 0))",
+                            [skipped])
+        rejects = [r for r in decoded.rejects if r.part not in skipped]
         if rejects:
             con.executemany(
                 "INSERT INTO telltale_quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [[params["batch"], r.signal.value, r.position, r.reason.value, r.detail or None,
-                  r.raw, None] for r in rejects],
+                [[params["batch"] + r.part, r.signal.value, r.position, r.reason.value,
+                  r.detail or None, r.raw, None] for r in rejects],
             )
-            report.quarantined.update(r.reason for r in rejects)
+            for r in rejects:
+                reports[r.part].quarantined[r.reason] += 1
 
     def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
         """Lines that staged fewer records than their text holds are quarantined whole."""
-        for line_no, line, staged in self.con.execute(suspects_sql).fetchall():
+        for part, line_no, line, staged in self.con.execute(suspects_sql).fetchall():
             if staged == 0 and otlp_json.is_empty_request(line, table):
                 continue  # a well-formed request with no records: nothing to keep
-            self.con.execute(otlp_json.requarantine_line(table), {"line": line_no})
+            self.con.execute(otlp_json.requarantine_line(table), {"part": part, "line": line_no})
             self.con.execute(otlp_json.line_defect_row(table), {
-                "pos": f"line {line_no}", "bytes": len(line),
+                "pos": f"line {line_no}", "bytes": len(line), "part": part, "line": line_no,
                 "defect": QuarantineReason.BAD_SHAPE.value, "raw": line})
 
     def _append(self, table: str, tbl: pa.Table) -> None:
@@ -285,26 +335,26 @@ class Store:
             _unregister(self.con, "tt_append_view")
 
     def _check_and_store(self, check: str, reason_sql: str, store_sql: str, signal: Signal,
-                         time_expr: str, report: BatchReport, params: dict[str, Any]) -> None:
+                         time_expr: str, reports: list[BatchReport],
+                         params: dict[str, Any]) -> None:
         con = self.con
         bounds = {k: params[k] for k in ("min_ts", "max_ts", "max_bytes")}
         con.execute(reason_sql, bounds)
         counts = con.execute(validate.reason_counts(check)).fetchall()
-        for reason, n in counts:
+        for part, reason, n in counts:
             if reason is None:
-                report.stored[signal] += int(n)
+                reports[part].stored[signal] += int(n)
             else:
-                report.quarantined[QuarantineReason(reason)] += int(n)
-        if any(reason is None for reason, _ in counts):
+                reports[part].quarantined[QuarantineReason(reason)] += int(n)
+        if any(reason is None for _, reason, _ in counts):
             con.execute(store_sql, {"batch": params["batch"]})
-        if any(reason is not None for reason, _ in counts):
+        if any(reason is not None for _, reason, _ in counts):
             con.execute(validate.quarantine_rows(check, signal.value, time_expr),
                         {"batch": params["batch"], "min_ts": bounds["min_ts"],
                          "max_ts": bounds["max_ts"]})
 
     def _drop_staging(self) -> None:
-        names = ["stg_spans", "stg_logs", *(f"stg_metrics_{k}" for k in MetricType)]
-        for name in names:
+        for name in _staging_names():
             self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
     # -- reads ------------------------------------------------------------------------------
@@ -313,6 +363,27 @@ class Store:
         """Run a read query from the store layer's own SQL (analyses call named methods)."""
         return self.con.execute(sql, params or []).fetchall()
 
+
+
+@dataclass(frozen=True)
+class BatchSource:
+    """One part of a commit: where it came from, how it was read, and its idempotency key."""
+
+    source: str
+    fmt: str
+    content_hash: str
+
+
+def _staging_names() -> list[str]:
+    return ["stg_spans", "stg_logs", *(f"stg_metrics_{k}" for k in MetricType)]
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate staged tables, some tagged with their part and some not (part 0)."""
+    if any(PART in t.column_names for t in tables) and not all(
+            PART in t.column_names for t in tables):
+        tables = [t if PART in t.column_names else with_part(t, 0) for t in tables]
+    return pa.concat_tables(tables)
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:

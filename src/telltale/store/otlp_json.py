@@ -11,6 +11,7 @@ for those (rare) values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -84,11 +85,12 @@ def _value(v: str) -> str:
     )
 
 
-def attrs_map(expr: str) -> str:
-    """KeyValue list → MAP. A key repeated within one record (invalid OTLP, but seen) keeps its
-    last value, as a Go map built from it would; the dedup runs only when the fast path fails."""
+def attrs_map(expr: str, value: Callable[[str], str] = _value) -> str:
+    """KeyValue list → MAP (`value` renders one AnyValue struct as the exporter's string). A key
+    repeated within one record (invalid OTLP, but seen) keeps its last value, as a Go map built
+    from it would; the dedup runs only when the fast path fails."""
     entries = (f"list_transform(coalesce({expr}, []),"
-               f" lambda a: {{'k': a.key, 'v': {_value('a.value')}}})")
+               f" lambda a: {{'k': a.key, 'v': {value('a.value')}}})")
     # Lambda names must not shadow the callers' (`e` for events, `k` for links, `a`).
     last_only = (f"list_filter({entries}, lambda kv_, i_: NOT list_contains(list_transform("
                  f"list_slice({entries}, i_ + 1, len({entries})), lambda later_: later_.k),"
@@ -135,18 +137,20 @@ def _stage(target: str, request: str, top: str, scoped: str, leaves: str,
 
     DuckDB runs it on every core. A line that is not JSON, or not this signal's request, becomes
     one staged row carrying its Defect and raw text, so it is quarantined with its line number.
-    In `columns`: LineNo, defect, raw, ri/si/pi (indices), rattrs, rs (resource), ss (scope
-    block) and s (the leaf record) are in scope.
+    Staging tables end with `Part, LineNo` (after the columns of their Arrow schema), so the
+    suspect-line check below can find a line's rows. In `columns`: LineNo, defect, raw,
+    ri/si/pi (indices), rattrs, rs (resource), ss (scope block) and s (the leaf record) are in
+    scope.
     """
     leaf_list = f"CASE WHEN bad THEN [NULL] ELSE coalesce(ss.{leaves}, []) END"
     return f"""
 INSERT INTO {target}
 WITH req AS (
-    SELECT LineNo, Line, json_valid(Line) AS valid,
+    SELECT Part, LineNo, Line, json_valid(Line) AS valid,
         CASE WHEN json_valid(Line) THEN try(from_json(Line, '{request}')) END AS j
     FROM tt_lines_view
 ), top AS (
-    SELECT LineNo, j.{top} IS NULL AS bad,
+    SELECT Part, LineNo, j.{top} IS NULL AS bad,
         CASE WHEN j.{top} IS NULL THEN
             CASE WHEN valid THEN '{QuarantineReason.BAD_SHAPE}'
                  ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
@@ -155,19 +159,19 @@ WITH req AS (
         generate_subscripts(CASE WHEN j.{top} IS NULL THEN [NULL] ELSE j.{top} END, 1) AS ri
     FROM req
 ), res AS (
-    SELECT LineNo, bad, defect, raw, ri, rs, {attrs_map("rs.resource.attributes")} AS rattrs,
+    SELECT Part, LineNo, bad, defect, raw, ri, rs, {attrs_map("rs.resource.attributes")} AS rattrs,
         CASE WHEN bad THEN [NULL] ELSE coalesce(rs.{scoped}, []) END AS sss
     FROM top
 ), scoped AS (
-    SELECT LineNo, bad, defect, raw, ri, rs, rattrs, unnest(sss) AS ss,
+    SELECT Part, LineNo, bad, defect, raw, ri, rs, rattrs, unnest(sss) AS ss,
         generate_subscripts(sss, 1) AS si
     FROM res
 ), leaf AS (
-    SELECT LineNo, defect, raw, ri, si, rs, rattrs, ss, unnest({leaf_list}) AS s,
+    SELECT Part, LineNo, defect, raw, ri, si, rs, rattrs, ss, unnest({leaf_list}) AS s,
         generate_subscripts({leaf_list}, 1) AS pi
     FROM scoped
 )
-SELECT {columns} FROM leaf
+SELECT {columns}, Part, LineNo FROM leaf
 """
 
 
@@ -218,21 +222,22 @@ def _occurrences(key: str) -> str:
 
 SUSPECT_TRACE_LINES = f"""
 WITH staged AS (
-    SELECT TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) AS LineNo,
-        count(*) + coalesce(sum(len(Links)), 0) AS n, bool_or(Defect IS NOT NULL) AS defect
-    FROM stg_spans GROUP BY 1
+    SELECT Part, LineNo, count(*) + coalesce(sum(len(Links)), 0) AS n,
+        bool_or(Defect IS NOT NULL) AS defect
+    FROM stg_spans GROUP BY ALL
 )
-SELECT v.LineNo, v.Line, coalesce(s.n, 0) FROM tt_lines_view v LEFT JOIN staged s USING (LineNo)
+SELECT v.Part, v.LineNo, v.Line, coalesce(s.n, 0)
+FROM tt_lines_view v LEFT JOIN staged s USING (Part, LineNo)
 WHERE NOT coalesce(s.defect, false) AND coalesce(s.n, 0) < greatest({_occurrences("spanId")}, 1)
 """
 
 SUSPECT_LOG_LINES = f"""
 WITH staged AS (
-    SELECT TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) AS LineNo, count(*) AS n,
-        bool_or(Defect IS NOT NULL) AS defect
-    FROM stg_logs GROUP BY 1
+    SELECT Part, LineNo, count(*) AS n, bool_or(Defect IS NOT NULL) AS defect
+    FROM stg_logs GROUP BY ALL
 )
-SELECT v.LineNo, v.Line, coalesce(s.n, 0) FROM tt_lines_view v LEFT JOIN staged s USING (LineNo)
+SELECT v.Part, v.LineNo, v.Line, coalesce(s.n, 0)
+FROM tt_lines_view v LEFT JOIN staged s USING (Part, LineNo)
 WHERE NOT coalesce(s.defect, false) AND coalesce(s.n, 0) < greatest(
     {_occurrences("timeUnixNano")}, {_occurrences("observedTimeUnixNano")}, 1)
 """
@@ -266,8 +271,9 @@ def is_empty_request(line: str, table: str) -> bool:
 
 def requarantine_line(table: str) -> str:
     """Replace a suspect line's staged rows with one row quarantining the whole line."""
-    return f"DELETE FROM {table} WHERE TRY_CAST(split_part(Pos, ' ', 2) AS BIGINT) = $line"
+    return f"DELETE FROM {table} WHERE Part = $part AND LineNo = $line"
 
 
 def line_defect_row(table: str) -> str:
-    return f"INSERT INTO {table} (Pos, RecordBytes, Defect, Raw) VALUES ($pos, $bytes, $defect, $raw)"
+    return (f"INSERT INTO {table} (Pos, RecordBytes, Defect, Raw, Part, LineNo)"
+            " VALUES ($pos, $bytes, $defect, $raw, $part, $line)")

@@ -4,6 +4,8 @@ Each staged row's `Defect` is set to its reason (NULL = valid) by one UPDATE, wh
 single column instead of copying the staged rows. Valid rows are normalised (lower-case
 ids, all-zero parent = root, Duration = end - start) and stored; the rest go to quarantine with
 the staged row as JSON, so nothing is lost. Bounds are bound parameters, never interpolated.
+`$batch + Part` is each row's batch: a grouped commit (the receiver's) stores many parts, each
+its own batch, in one transaction.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ SELECT StartNs, lower(TraceId), lower(SpanId),
     coalesce(ServiceName, ''), coalesce(ResourceAttributes, MAP()), coalesce(ScopeName, ''),
     coalesce(ScopeVersion, ''), coalesce(SpanAttributes, MAP()), EndNs - StartNs,
     coalesce(StatusCode, 'Unset'), coalesce(StatusMessage, ''), coalesce(Events, []),
-    coalesce(Links, []), $batch
+    coalesce(Links, []), $batch + coalesce(Part, 0)
 FROM stg_spans WHERE Defect IS NULL
 """
 
@@ -72,7 +74,7 @@ SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), coalesce(ObservedTimes
     coalesce(Body, ''), coalesce(ResourceSchemaUrl, ''), coalesce(ResourceAttributes, MAP()),
     coalesce(ScopeSchemaUrl, ''), coalesce(ScopeName, ''), coalesce(ScopeVersion, ''),
     coalesce(ScopeAttributes, MAP()), coalesce(LogAttributes, MAP()), coalesce(EventName, ''),
-    $batch
+    $batch + coalesce(Part, 0)
 FROM stg_logs WHERE Defect IS NULL
 """
 
@@ -95,7 +97,7 @@ INSERT INTO otel_metrics_{kind}
 SELECT coalesce(ResourceAttributes, MAP()), ResourceSchemaUrl, ScopeName, ScopeVersion,
     coalesce(ScopeAttributes, MAP()), ScopeSchemaUrl, coalesce(ServiceName, ''), MetricName,
     MetricDescription, MetricUnit, coalesce(Attributes, MAP()), StartTimeUnix, TimeUnix, Flags,
-    {values}, $batch
+    {values}, $batch + coalesce(Part, 0)
 FROM stg_metrics_{kind} WHERE Defect IS NULL
 """
 
@@ -108,7 +110,7 @@ def quarantine_rows(check_table: str, signal: str, time_expr: str) -> str:
     """
     return f"""
 INSERT INTO telltale_quarantine
-SELECT $batch, '{signal}', Pos, Defect, NULL,
+SELECT $batch + coalesce(Part, 0), '{signal}', Pos, Defect, NULL,
     coalesce(Raw, to_json(c)::VARCHAR),
     CASE WHEN {time_expr} BETWEEN $min_ts AND $max_ts THEN {time_expr} END
 FROM {check_table} c WHERE Defect IS NOT NULL
@@ -116,4 +118,5 @@ FROM {check_table} c WHERE Defect IS NOT NULL
 
 
 def reason_counts(check_table: str) -> str:
-    return f"SELECT Defect, count(*) FROM {check_table} GROUP BY ALL"
+    """(part, reason or NULL for valid, rows): a grouped commit reports each part apart."""
+    return f"SELECT coalesce(Part, 0), Defect, count(*) FROM {check_table} GROUP BY ALL"

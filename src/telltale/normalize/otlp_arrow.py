@@ -1,0 +1,97 @@
+"""OTLP protobuf trace requests → Arrow, without per-span Python.
+
+ptars (Rust) decodes serialized `ExportTraceServiceRequest`s straight into nested Arrow arrays
+(~340 k spans/s per core here, against ~30 k/s for Python field access on upb messages). The
+nesting resource → scope → span is flattened with Arrow list offsets, and everything else (hex
+ids, enums, attribute values as the exporter's strings) is done by the store in SQL. Resource
+attributes stay one row per resource; the engine joins them to their spans.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from ptars import HandlerPool
+
+from telltale.model import QuarantineReason, Signal
+from telltale.normalize.staging import PART, ProtoTraces, Reject
+
+_SPAN_FIELDS = ["trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind",
+                "start_time_unix_nano", "end_time_unix_nano", "attributes", "events", "links",
+                "status"]
+
+
+@functools.cache
+def _trace_handler() -> Any:
+    pool = HandlerPool([ExportTraceServiceRequest.DESCRIPTOR.file])
+    return pool.get_for_message(ExportTraceServiceRequest.DESCRIPTOR)
+
+
+def _to_batch(frames: list[bytes], prefixes: list[str],
+              rejects: list[Reject], parts: list[int]) -> tuple[pa.RecordBatch, list[int]]:
+    """Decode all frames in one call; when one is malformed, find it and quarantine it alone.
+
+    Returns the batch and, per batch row, the index of the frame it came from."""
+    handler = _trace_handler()
+    try:
+        return handler.list_to_record_batch(frames), list(range(len(frames)))
+    except ValueError:
+        pass
+    good: list[int] = []
+    for i, frame in enumerate(frames):
+        try:
+            handler.list_to_record_batch([frame])
+            good.append(i)
+        except ValueError as exc:
+            rejects.append(Reject(Signal.TRACES, prefixes[i], QuarantineReason.UNPARSABLE,
+                                  frame.hex()[:65536], f"protobuf: {exc}", part=parts[i]))
+    return handler.list_to_record_batch([frames[i] for i in good]), good
+
+
+def trace_requests(frames: list[bytes], prefixes: list[str], parts: list[int] | None = None
+                   ) -> tuple[ProtoTraces | None, list[Reject]]:
+    """Serialized trace requests (with each one's position prefix, e.g. "message 3", and
+    optionally its part in a grouped commit) → spans and resources for the engine to stage."""
+    parts = parts if parts is not None else [0] * len(frames)
+    rejects: list[Reject] = []
+    batch, origin = _to_batch(frames, prefixes, rejects, parts)
+    if batch.num_rows == 0:
+        return None, rejects
+    rs_list = batch.column("resource_spans")
+    resources = pc.list_flatten(rs_list)
+    rs_msg = pc.list_parent_indices(rs_list)
+    ss_list = resources.field("scope_spans")
+    scopes = pc.list_flatten(ss_list)
+    ss_rs = pc.list_parent_indices(ss_list)
+    sp_list = scopes.field("spans")
+    spans = pc.list_flatten(sp_list)
+    sp_ss = pc.list_parent_indices(sp_list)
+    n = len(spans)
+    if n == 0:
+        return None, rejects
+    sp_rs = pc.take(ss_rs, sp_ss)
+    sp_row = pc.take(rs_msg, sp_rs).to_numpy()
+    # Spans come out in message order, so each message's first span is a searchsorted away.
+    first = np.searchsorted(sp_row, np.arange(batch.num_rows))
+    idx = np.arange(n) - first[sp_row] + 1
+    frame_of_row = np.asarray(origin)
+    scope = scopes.field("scope")
+    columns: dict[str, Any] = {
+        PART: pa.array(np.asarray(parts)[frame_of_row][sp_row], pa.int32()),
+        "Prefix": pc.take(pa.array(prefixes), pa.array(frame_of_row[sp_row])),
+        "Idx": pa.array(idx, pa.int64()),
+        "Res": sp_rs.cast(pa.int64()),
+        "ScopeName": pc.take(scope.field("name"), sp_ss),
+        "ScopeVersion": pc.take(scope.field("version"), sp_ss),
+    }
+    columns.update({name: spans.field(name) for name in _SPAN_FIELDS})
+    res_attrs = resources.field("resource").field("attributes")
+    return (ProtoTraces(pa.table(columns),
+                        pa.table({"Res": pa.array(np.arange(len(resources)), pa.int64()),
+                                  "attributes": res_attrs})),
+            rejects)

@@ -1,0 +1,77 @@
+"""OTLP protobuf trace requests (as Arrow from ptars) staged inside DuckDB.
+
+The nested protobuf structs become staged rows in one parallel INSERT: binary ids to hex,
+enum numbers to the exporter's names, attribute values to `AnyValue.AsString()` text. Arrays
+and maps inside attribute values arrive as serialized protobuf (ptars stops at the recursive
+type) and go through a small Python function that only runs for those rare values.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from telltale.model import SpanKind, StatusCode
+from telltale.normalize.anyvalue import go_json, plain
+from telltale.store.otlp_json import FLOAT_UDF_NAME, attrs_map
+
+COMPLEX_UDF_NAME = "telltale_pb_complex"
+
+
+def complex_value_udf(values: list[bytes], is_kvlist: bool) -> str:
+    """UDF body: serialized ArrayValue items (AnyValue) or KvList items (KeyValue) → the
+    exporter's JSON text."""
+    if is_kvlist:
+        kvs = [KeyValue.FromString(v) for v in values]
+        return go_json({kv.key: plain(kv.value) for kv in kvs})
+    return go_json([plain(AnyValue.FromString(v)) for v in values])
+
+
+def _value(v: str) -> str:
+    """A ptars AnyValue struct → its exporter string."""
+    return (
+        f"coalesce({v}.string_value, CAST({v}.int_value AS VARCHAR),"
+        f" CAST({v}.bool_value AS VARCHAR), {FLOAT_UDF_NAME}({v}.double_value),"
+        f" to_base64({v}.bytes_value),"
+        f" CASE WHEN {v}.array_value IS NOT NULL THEN"
+        f" {COMPLEX_UDF_NAME}({v}.array_value.values, false)"
+        f" WHEN {v}.kvlist_value IS NOT NULL THEN"
+        f" {COMPLEX_UDF_NAME}({v}.kvlist_value.values, true) END, '')"
+    )
+
+
+def _enum(expr: str, enum: type[SpanKind] | type[StatusCode]) -> str:
+    whens = " ".join(f"WHEN {n} THEN '{m.value}'" for n, m in enumerate(enum))
+    return f"CASE {expr} {whens} ELSE '{next(iter(enum)).value}' END"
+
+
+def _hex(expr: str) -> str:
+    return f"lower(hex({expr}))"
+
+
+def _amap(expr: str) -> str:
+    return attrs_map(expr, _value)
+
+
+# tt_proto_spans / tt_proto_res are the two tables of a `staging.ProtoTraces`.
+STAGE_SPANS = f"""
+INSERT INTO stg_spans BY NAME
+WITH res AS (SELECT Res, {_amap("attributes")} AS rattrs FROM tt_proto_res)
+SELECT s.Part AS Part, s.Prefix || ' span ' || s.Idx AS Pos,
+    strlen(s.name) + coalesce(list_sum(list_transform(s.attributes,
+        lambda a: strlen(a.key) + strlen(coalesce(a.value.string_value, '')))), 0) AS RecordBytes,
+    CAST(s.start_time_unix_nano AS BIGINT) AS StartNs,
+    CAST(s.end_time_unix_nano AS BIGINT) AS EndNs,
+    {_hex("s.trace_id")} AS TraceId, {_hex("s.span_id")} AS SpanId,
+    {_hex("s.parent_span_id")} AS ParentSpanId, s.trace_state AS TraceState, s.name AS SpanName,
+    {_enum("s.kind", SpanKind)} AS SpanKind, r.rattrs['service.name'] AS ServiceName,
+    r.rattrs AS ResourceAttributes, s.ScopeName AS ScopeName, s.ScopeVersion AS ScopeVersion,
+    {_amap("s.attributes")} AS SpanAttributes,
+    {_enum("s.status.code", StatusCode)} AS StatusCode, s.status.message AS StatusMessage,
+    list_transform(s.events, lambda e: {{
+        'Timestamp': CAST(e.time_unix_nano AS BIGINT), 'Name': e.name,
+        'Attributes': {_amap("e.attributes")}}}) AS Events,
+    list_transform(s.links, lambda k: {{
+        'TraceId': {_hex("k.trace_id")}, 'SpanId': {_hex("k.span_id")},
+        'TraceState': k.trace_state, 'Attributes': {_amap("k.attributes")}}}) AS Links
+FROM tt_proto_spans s JOIN res r ON s.Res = r.Res
+"""
