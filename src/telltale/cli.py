@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,16 +17,20 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from telltale import __version__
 from telltale.analyses.quality import GroupBy, quality
 from telltale.demo import command as demo_command
-from telltale.ingest import ingest_sources
+from telltale.ingest import SourceResult, ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.detect import DetectionError
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
-from telltale.settings import ENV_DB, Settings
+from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES
+from telltale.serve.remote import WRITERS, find_server
+from telltale.serve.server import ServeOptions
+from telltale.serve.server import run as run_server
+from telltale.settings import ENV_DB, ENV_TOKEN, Settings
 from telltale.sim.cli import command as simulate_command
-from telltale.sources.files import SourceError, expand
+from telltale.sources.files import FileSource, SourceError, expand
 from telltale.store import Store, StoreLockedError
 from telltale.store.duck import StoreError
 from telltale.window import WindowError, parse_duration, resolve
@@ -36,14 +41,47 @@ _USER_ERRORS = (SourceError, WindowError, StoreLockedError, StoreError, Detectio
 
 
 def user_errors(fn: F) -> F:
-    """Turn expected failures into one clear line (exit 1), never a traceback."""
+    """Turn expected failures into one clear line (exit 1), never a traceback.
+
+    A store held by a running `telltale serve` is not a failure: the command is run by that
+    server instead (see serve/remote.py)."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except StoreLockedError as exc:
+            ctx = click.get_current_context()
+            server = find_server(_settings(ctx).db_path)
+            if server is None or ctx.command.name in WRITERS:
+                raise click.ClickException(str(exc)) from exc
+            code, output = server.run_cli(ctx.find_root().obj["argv"])
+            click.echo(output, nl=False)
+            ctx.exit(code)
         except _USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from exc
     return wrapper  # type: ignore[return-value]
+
+
+class _Root(click.Group):
+    """Keeps the command line (without --db, which the server has its own of) for forwarding."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.ensure_object(dict)
+        ctx.obj.setdefault("argv", _without_db(args))
+        return super().parse_args(ctx, args)
+
+
+def _without_db(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--db":
+            skip = True
+        elif not a.startswith("--db="):
+            out.append(a)
+    return out
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -51,7 +89,7 @@ def _settings(ctx: click.Context) -> Settings:
     return s
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", type=click.Path(dir_okay=False), envvar=ENV_DB, default=None,
               help=f"Store file (default ./telltale.duckdb, or ${ENV_DB}).")
 @click.version_option(__version__, prog_name="telltale")
@@ -59,7 +97,8 @@ def _settings(ctx: click.Context) -> Settings:
 def main(ctx: click.Context, db: str | None) -> None:
     """telltale: turn raw telemetry into the story of what your system did."""
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = Settings.from_env(db_path=Path(db) if db else None)
+    # Inside `serve` (a forwarded command), the server's own store settings are given.
+    ctx.obj.setdefault("settings", Settings.from_env(db_path=Path(db) if db else None))
 
 
 def _load_mapping(value: str | None) -> dict[str, Any] | None:
@@ -103,6 +142,13 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
     sources = expand(paths)  # a bad path fails here, before the store file is created
     parsed_mapping = _load_mapping(mapping)
     total = sum(src.size for src in sources)
+    server = find_server(settings.db_path) if _locked(settings) else None
+    if server is not None:
+        results = [server.ingest(_read(src), source=src.name, fmt=Format(fmt),
+                                 mapping=parsed_mapping, signal=Signal(signal) if signal else None)
+                   for src in sources]
+        _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
+        return
     with Store(settings.db_path, settings=settings) as store, Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
@@ -114,7 +160,29 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
 
         results = ingest_sources(store, sources, fmt=Format(fmt), mapping=parsed_mapping,
                                  signal=Signal(signal) if signal else None, on_progress=advance)
-    elapsed = time.perf_counter() - started
+    _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
+
+
+def _locked(settings: Settings) -> bool:
+    """Is the store file held by another process (a running server, usually)?"""
+    if not settings.db_path.exists():
+        return False
+    try:
+        Store(settings.db_path, settings=settings, read_only=True).close()
+    except StoreLockedError:
+        return True
+    except StoreError:
+        return False
+    return False
+
+
+def _read(src: FileSource) -> bytes:
+    with src.open() as stream:
+        return stream.read()
+
+
+def _report_ingest(ctx: click.Context, results: list[SourceResult], output: str,
+                   console: Console, elapsed: float, settings: Settings) -> None:
     if output == "json":
         click.echo(render_ingest.to_json(results))
     else:
@@ -159,6 +227,34 @@ def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until:
         click.echo(render_quality.to_csv(report), nl=False)
     else:
         render_quality.print_table(report, Console())
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (loopback unless told otherwise).")
+@click.option("--port", default=4318, show_default=True, help="OTLP/HTTP port.")
+@click.option("--grpc-port", default=4317, show_default=True, help="OTLP/gRPC port.")
+@click.option("--no-grpc", is_flag=True, help="Do not start the gRPC receiver.")
+@click.option("--token", envvar=ENV_TOKEN, default=None,
+              help=f"Require 'Authorization: Bearer TOKEN' (or ${ENV_TOKEN}).")
+@click.option("--max-request-bytes", default=DEFAULT_MAX_REQUEST_BYTES, show_default=True,
+              help="Largest request body accepted, after decompression (413 above).")
+@click.option("--queue-bytes", default=DEFAULT_QUEUE_BYTES, show_default=True,
+              help="Bytes of request bodies held at once; beyond it clients get 429/UNAVAILABLE.")
+@click.pass_context
+@user_errors
+def serve(ctx: click.Context, host: str, port: int, grpc_port: int, no_grpc: bool,
+          token: str | None, max_request_bytes: int, queue_bytes: int) -> None:
+    """Receive OTLP over HTTP (:4318) and gRPC (:4317) into the store, until SIGTERM/SIGINT.
+
+    A record is acknowledged only once committed. Other telltale commands on the same --db
+    keep working while this runs: they go through this server.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    options = ServeOptions(host=host, port=port, grpc_port=grpc_port, token=token or None,
+                           max_request_bytes=max_request_bytes, queue_bytes=queue_bytes,
+                           grpc=not no_grpc)
+    ctx.exit(run_server(_settings(ctx), options))
 
 
 main.add_command(simulate_command)

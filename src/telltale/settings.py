@@ -11,6 +11,7 @@ from pathlib import Path
 ENV_DB = "TELLTALE_DB"
 ENV_MAX_RECORD_BYTES = "TELLTALE_MAX_RECORD_BYTES"
 ENV_MAX_FUTURE_SECONDS = "TELLTALE_MAX_FUTURE_SECONDS"
+ENV_TOKEN = "TELLTALE_TOKEN"  # bearer token of `serve` (and of commands that go through it)
 
 DEFAULT_DB = "telltale.duckdb"
 # Timestamps before this (1990-01-01) are "impossible": typically zero, seconds-for-nanos, or garbage.

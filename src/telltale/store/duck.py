@@ -56,6 +56,9 @@ _METRIC_VALUE_COLUMNS = {
 }
 
 
+_SHARED: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
 class StoreLockedError(RuntimeError):
     """The database file is held by another process."""
 
@@ -98,19 +101,15 @@ class Store:
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"no telltale store at {self.path} (ingest something first)")
+        shared = _SHARED.get(self.path.resolve())
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            # Inside the process that holds the file (the server), share its database.
+            self.con = shared.cursor() if shared else duckdb.connect(str(self.path),
+                                                                      read_only=read_only)
         except duckdb.IOException as exc:
             raise _explain_open_error(self.path, exc) from exc
-        self.con.create_function(
-            otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"], "VARCHAR",
-            side_effects=False,
-        )
-        self.con.create_function(
-            otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR", side_effects=False)
-        self.con.create_function(
-            otlp_proto.COMPLEX_UDF_NAME, otlp_proto.complex_value_udf, ["BLOB[]", "BOOLEAN"],
-            "VARCHAR", side_effects=False)
+        if not shared:  # a shared database already has them
+            self._register_functions()
         try:
             if not read_only:
                 self.migrate()
@@ -122,6 +121,14 @@ class Store:
             self.con.close()  # release the file lock: the caller never gets this object
             raise
 
+    def _register_functions(self) -> None:
+        self.con.create_function(otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"],
+                                 "VARCHAR", side_effects=False)
+        self.con.create_function(otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR",
+                                 side_effects=False)
+        self.con.create_function(otlp_proto.COMPLEX_UDF_NAME, otlp_proto.complex_value_udf,
+                                 ["BLOB[]", "BOOLEAN"], "VARCHAR", side_effects=False)
+
     def __enter__(self) -> Store:
         return self
 
@@ -130,7 +137,14 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        if _SHARED.get(self.path.resolve()) is self.con:
+            del _SHARED[self.path.resolve()]
         self.con.close()
+
+    def share(self) -> None:
+        """Let other `Store`s opened on this path in this process use this database (DuckDB
+        refuses a second open of a file in one process; cursors share it safely)."""
+        _SHARED[self.path.resolve()] = self.con
 
     # -- schema -----------------------------------------------------------------------------
 

@@ -1,0 +1,162 @@
+"""The receiver's write side: a byte-bounded queue and one committer thread that owns the store.
+
+Requests wait in the queue; the committer takes everything waiting (up to a group size), decodes
+it, and commits it in one transaction with `Store.commit_parts`, each request its own batch.
+Only then are the requests' futures resolved, so an acknowledgement always means "committed".
+Under load, groups form by themselves while the previous commit runs; alone, a request is
+committed at once (no timer).
+
+Memory is bounded by `ByteBudget`: request bodies reserve their bytes while being read and keep
+them until committed, and a request that cannot reserve is refused (429 / UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from telltale.serve.decode import Part, PartResult, decode_group
+from telltale.serve.stats import ReceiverStats
+from telltale.store import Store
+
+log = logging.getLogger("telltale.serve")
+
+
+class ByteBudget:
+    """Bytes that queued and in-flight request bodies may hold, all together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self, n: int) -> bool:
+        with self._lock:
+            if self._used + n > self.limit:
+                return False
+            self._used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._used = max(0, self._used - n)
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+
+@dataclass
+class Job:
+    """Something for the committer: an OTLP request (`part`) or any other store task (`task`)."""
+
+    reserved: int
+    part: Part | None = None
+    task: Callable[[Store], Any] | None = None
+    future: Future[Any] = field(default_factory=Future)
+
+
+class Committer:
+    """Owns the store; runs on its own thread until `stop()` has drained the queue."""
+
+    def __init__(self, store: Store, budget: ByteBudget, stats: ReceiverStats,
+                 max_group: int = 256, max_group_bytes: int = 64 << 20) -> None:
+        self.store = store
+        self.budget = budget
+        self.stats = stats
+        self.max_group = max_group
+        self.max_group_bytes = max_group_bytes
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="telltale-committer", daemon=True)
+        self._accepting = True
+        self.healthy = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> Future[Any]:
+        if not self._accepting:
+            self.budget.release(job.reserved)
+            job.future.set_exception(ShuttingDownError("the receiver is shutting down"))
+            return job.future
+        self._queue.put(job)
+        self.stats.queue_depth.set(self._queue.qsize())
+        return job.future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new work, commit everything queued, then end the thread."""
+        self._accepting = False
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            size = first.reserved
+            while len(group) < self.max_group and size < self.max_group_bytes:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this group, then stop
+                    break
+                group.append(nxt)
+                size += nxt.reserved
+            self.stats.queue_depth.set(self._queue.qsize())
+            self._process(group)
+
+    def _process(self, group: list[Job]) -> None:
+        parts = [j for j in group if j.part is not None]
+        tasks = [j for j in group if j.task is not None]
+        try:
+            if parts:
+                self._commit_parts(parts)
+            for job in tasks:
+                self._run_task(job)
+        finally:
+            for job in group:
+                self.budget.release(job.reserved)
+            self.stats.queue_bytes.set(self.budget.used)
+
+    def _commit_parts(self, jobs: list[Job]) -> None:
+        started = time.perf_counter()
+        try:
+            decoded, sources, undecodable = decode_group([j.part for j in jobs if j.part])
+            reports = self.store.commit_parts(decoded, sources)
+        except Exception as exc:  # the store failed: nothing was committed, say so to everyone
+            log.exception("group commit failed")
+            self.healthy = False
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        self.healthy = True
+        self.stats.commit_seconds.observe(time.perf_counter() - started)
+        for i, (job, report) in enumerate(zip(jobs, reports, strict=True)):
+            assert job.part is not None
+            self.stats.count_report(job.part.signal, report)
+            job.future.set_result(PartResult(report, undecodable.get(i)))
+
+    def _run_task(self, job: Job) -> None:
+        assert job.task is not None
+        try:
+            job.future.set_result(job.task(self.store))
+        except Exception as exc:
+            job.future.set_exception(exc)
+
+
+class ShuttingDownError(RuntimeError):
+    """Work submitted after shutdown began."""

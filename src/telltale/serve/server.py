@@ -1,0 +1,113 @@
+"""`telltale serve`: the store's one writing process, with OTLP/HTTP and OTLP/gRPC receivers.
+
+Start-up opens the store, starts the committer, binds both ports, and records the address
+beside the database (`<db>.serve.json`) so other telltale commands can go through this process
+instead of failing on DuckDB's one-writer lock. SIGTERM / SIGINT stop accepting (uvicorn and
+gRPC), let in-flight requests finish, commit everything queued, remove the address file and
+exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from telltale.serve.committer import ByteBudget, Committer
+from telltale.serve.grpc_server import start_grpc
+from telltale.serve.http import build_app
+from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES, Receiver
+from telltale.serve.remote import address_file, remote_routes
+from telltale.serve.stats import ReceiverStats
+from telltale.settings import Settings
+from telltale.store import Store
+
+log = logging.getLogger("telltale.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 4318
+    grpc_port: int = 4317
+    token: str | None = None
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
+    grpc: bool = True
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def warnings_for(options: ServeOptions) -> list[str]:
+    if not is_loopback(options.host) and not options.token:
+        return [f"binding {options.host} without a token: anyone who can reach this address can "
+                "write to and read from the store (set --token or TELLTALE_TOKEN)"]
+    return []
+
+
+def run(settings: Settings, options: ServeOptions) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
+    for warning in warnings_for(options):
+        log.warning(warning)
+    store = Store(settings.db_path, settings=settings)
+    store.share()
+    stats = ReceiverStats()
+    budget = ByteBudget(options.queue_bytes)
+    committer = Committer(store, budget, stats)
+    receiver = Receiver(committer, budget, stats, options.token, options.max_request_bytes)
+    committer.start()
+    http_sock = _bind(options.host, options.port)
+    grpc_server = None
+    grpc_port = None
+    if options.grpc:
+        grpc_server, grpc_port = start_grpc(receiver, options.host, options.grpc_port)
+    http_port = http_sock.getsockname()[1]
+    addr_path = address_file(settings.db_path)
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    addr_path.write_text(json.dumps({
+        "pid": os.getpid(), "http": f"http://{host}:{http_port}", "grpc_port": grpc_port,
+        "db": str(settings.db_path.resolve()), "token_required": bool(options.token)}))
+    app = build_app(receiver, remote_routes(receiver, settings))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    log.warning("telltale receiving OTLP/HTTP on http://%s:%d%s, store %s", host, http_port,
+                f" and OTLP/gRPC on {host}:{grpc_port}" if grpc_port else "", settings.db_path)
+    try:
+        server.run(sockets=[http_sock])
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=10).wait()
+        committer.stop()
+        store.close()
+        _remove(addr_path)
+    return 0
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
