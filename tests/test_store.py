@@ -328,8 +328,10 @@ def test_failure_in_a_later_step_rolls_back_earlier_steps(store: Store,
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "_check_and_store", failing)
+    logs = {"resourceLogs": [{"resource": {}, "scopeLogs": [{"logRecords": [
+        {"timeUnixNano": str(T0), "body": {"stringValue": "hello"}}]}]}]}
     with pytest.raises(RuntimeError, match="boom"):
-        ingest_bytes(store, jsonl([trace_request([GOOD])]), source="x.jsonl")
+        ingest_bytes(store, jsonl([trace_request([GOOD]), logs]), source="x.jsonl")
     assert store.query("SELECT count(*) FROM otel_traces") == [(0,)]
     assert store.query("SELECT count(*) FROM telltale_ingest_batches") == [(0,)]
 

@@ -29,6 +29,14 @@ REQUEST_TYPES: dict[Signal, type[Request]] = {
 }
 
 
+_MAX_NS = (1 << 63) - 1
+
+
+def _ns(value: int) -> int | None:
+    """A fixed64 time; beyond int64 it is unreadable (None: quarantined as a bad timestamp)."""
+    return value if value <= _MAX_NS else None
+
+
 def logs_table(req: ExportLogsServiceRequest, pos: str) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for rl in req.resource_logs:
@@ -40,8 +48,8 @@ def logs_table(req: ExportLogsServiceRequest, pos: str) -> pa.Table:
                 rows.append({
                     "Pos": f"{pos} log {len(rows) + 1}",
                     "RecordBytes": rec.ByteSize(),
-                    "Timestamp": rec.time_unix_nano,
-                    "ObservedTimestamp": rec.observed_time_unix_nano,
+                    "Timestamp": _ns(rec.time_unix_nano),
+                    "ObservedTimestamp": _ns(rec.observed_time_unix_nano),
                     "TraceId": rec.trace_id.hex(),
                     "SpanId": rec.span_id.hex(),
                     "TraceFlags": rec.flags,
@@ -64,8 +72,8 @@ def logs_table(req: ExportLogsServiceRequest, pos: str) -> pa.Table:
 def _point_common(point: Any) -> dict[str, Any]:
     return {
         "Attributes": attr_items(point.attributes),
-        "StartTimeUnix": point.start_time_unix_nano,
-        "TimeUnix": point.time_unix_nano,
+        "StartTimeUnix": _ns(point.start_time_unix_nano),
+        "TimeUnix": _ns(point.time_unix_nano),
         "Flags": point.flags,
     }
 

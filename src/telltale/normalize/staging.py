@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telltale.model import MetricType, QuarantineReason, Signal
 
@@ -187,6 +188,14 @@ class ProtoTraces:
 
     spans: pa.Table
     resources: pa.Table
+
+    @property
+    def has_events(self) -> bool:
+        return bool(pc.sum(pc.list_value_length(self.spans["events"])).as_py())
+
+    @property
+    def has_links(self) -> bool:
+        return bool(pc.sum(pc.list_value_length(self.spans["links"])).as_py())
 
 
 @dataclass

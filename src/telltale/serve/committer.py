@@ -21,9 +21,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from telltale.normalize.staging import Decoded
 from telltale.serve.decode import Part, PartResult, decode_group
 from telltale.serve.stats import ReceiverStats
-from telltale.store import Store
+from telltale.store import BatchSource, Store
 
 log = logging.getLogger("telltale.serve")
 
@@ -73,12 +74,16 @@ class Committer:
         self.max_group = max_group
         self.max_group_bytes = max_group_bytes
         self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="telltale-committer", daemon=True)
+        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="telltale-decoder", daemon=True)
+        self._committer = threading.Thread(target=self._commit_loop, name="telltale-committer",
+                                           daemon=True)
         self._accepting = True
         self.healthy = True
 
     def start(self) -> None:
         self._thread.start()
+        self._committer.start()
 
     def submit(self, job: Job) -> Future[Any]:
         if not self._accepting:
@@ -94,15 +99,21 @@ class Committer:
         self._accepting = False
         self._queue.put(None)
         self._thread.join(timeout)
+        self._committer.join(timeout)
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
 
     def _run(self) -> None:
+        """Decoder loop: gather a group, decode it, hand it to the commit loop.
+
+        Decoding (ptars and upb hold the GIL) overlaps the previous group's commit (DuckDB
+        releases it), so the two stages use both cores."""
         while True:
             first = self._queue.get()
             if first is None:
+                self._decoded.put(None)
                 return
             group = [first]
             size = first.reserved
@@ -117,26 +128,43 @@ class Committer:
                 group.append(nxt)
                 size += nxt.reserved
             self.stats.queue_depth.set(self._queue.qsize())
-            self._process(group)
+            started = time.perf_counter()
+            parts = [j for j in group if j.part is not None]
+            try:
+                decoded = decode_group([j.part for j in parts if j.part]) if parts else None
+            except Exception as exc:  # a decoder bug must not kill the receiver
+                log.exception("decoding a group failed")
+                self._finish(parts, exc)
+                group = [j for j in group if j.part is None]
+                decoded = None
+            self._decoded.put(_Decoded(group, decoded, started))
 
-    def _process(self, group: list[Job]) -> None:
-        parts = [j for j in group if j.part is not None]
-        tasks = [j for j in group if j.task is not None]
-        try:
-            if parts:
-                self._commit_parts(parts)
-            for job in tasks:
-                self._run_task(job)
-        finally:
-            for job in group:
-                self.budget.release(job.reserved)
-            self.stats.queue_bytes.set(self.budget.used)
+    def _commit_loop(self) -> None:
+        while True:
+            item = self._decoded.get()
+            if item is None:
+                return
+            parts = [j for j in item.group if j.part is not None]
+            tasks = [j for j in item.group if j.task is not None]
+            try:
+                if parts and item.decoded is not None:
+                    self._commit_parts(parts, item.decoded, item.started)
+                for job in tasks:
+                    self._run_task(job)
+            finally:
+                for job in item.group:
+                    self.budget.release(job.reserved)
+                self.stats.queue_bytes.set(self.budget.used)
 
-    def _commit_parts(self, jobs: list[Job]) -> None:
-        started = time.perf_counter()
+    def _finish(self, jobs: list[Job], exc: Exception) -> None:
+        for job in jobs:
+            job.future.set_exception(exc)
+            self.budget.release(job.reserved)
+
+    def _commit_parts(self, jobs: list[Job], decoded: DecodedGroup, started: float) -> None:
+        batch, sources, undecodable = decoded
         try:
-            decoded, sources, undecodable = decode_group([j.part for j in jobs if j.part])
-            reports = self.store.commit_parts(decoded, sources)
+            reports = self.store.commit_parts(batch, sources)
         except Exception as exc:  # the store failed: nothing was committed, say so to everyone
             log.exception("group commit failed")
             self.healthy = False
@@ -156,6 +184,16 @@ class Committer:
             job.future.set_result(job.task(self.store))
         except Exception as exc:
             job.future.set_exception(exc)
+
+
+DecodedGroup = tuple[Decoded, list[BatchSource], dict[int, str]]
+
+
+@dataclass
+class _Decoded:
+    group: list[Job]
+    decoded: DecodedGroup | None
+    started: float
 
 
 class ShuttingDownError(RuntimeError):

@@ -99,6 +99,7 @@ class Store:
         self.path = Path(path)
         self.settings = settings or Settings(db_path=self.path)
         self.read_only = read_only
+        self._staging_ready = False
         if read_only and not self.path.exists():
             raise StoreError(f"no telltale store at {self.path} (ingest something first)")
         shared = _SHARED.get(self.path.resolve())
@@ -229,6 +230,8 @@ class Store:
                 report.batch_id = known.get(part.content_hash)
             return reports
         con = self.con
+        self._ensure_staging()
+        filled: set[str] = set(_staging_names())  # until staging says which it filled
         con.begin()
         try:
             base = int(con.execute(
@@ -241,10 +244,11 @@ class Store:
                 "max_bytes": self.settings.max_record_bytes,
                 "now": self.settings.clock(),
             }
-            self._stage(decoded, reports, params, skipped)
+            filled = self._stage(decoded, reports, params, skipped)
             for check, reason_sql, store_sql, signal, time_expr in self._checks():
-                self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
-                                      reports, params)
+                if check in filled:
+                    self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
+                                          reports, params)
             rows = []
             for i, (report, part) in enumerate(zip(reports, parts, strict=True)):
                 if i in skipped:
@@ -261,7 +265,7 @@ class Store:
             con.rollback()
             raise
         finally:
-            self._drop_staging()
+            self._clear_staging(filled)
         return reports
 
     @staticmethod
@@ -276,13 +280,27 @@ class Store:
                     "TimeUnix") for kind in MetricType]
         return checks
 
-    def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
-               skipped: list[int]) -> None:
-        con = self.con
-        con.execute(_create_temp("stg_spans", staging.SPANS))
-        con.execute(_create_temp("stg_logs", staging.LOGS))
+    def _ensure_staging(self) -> None:
+        """Staging tables live as long as the connection: creating and dropping them in every
+        transaction cost more than a small commit's real work."""
+        if self._staging_ready:
+            return
+        self.con.execute(_create_temp("stg_spans", staging.SPANS))
+        self.con.execute(_create_temp("stg_logs", staging.LOGS))
         for kind, sch in staging.METRICS.items():
-            con.execute(_create_temp(f"stg_metrics_{kind}", sch))
+            self.con.execute(_create_temp(f"stg_metrics_{kind}", sch))
+        self._staging_ready = True
+
+    def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
+               skipped: list[int]) -> set[str]:
+        """Fill the staging tables; returns the names of those that received rows."""
+        con = self.con
+        filled: set[str] = set()
+        if decoded.spans or decoded.proto_traces or decoded.json_trace_lines:
+            filled.add("stg_spans")
+        if decoded.logs or decoded.json_log_lines:
+            filled.add("stg_logs")
+        filled.update(f"stg_metrics_{kind}" for kind, tables in decoded.metrics.items() if tables)
         # One insert per staging table: many small inserts cost far more than one concat.
         if decoded.spans:
             self._append("stg_spans", _concat(decoded.spans))
@@ -295,7 +313,7 @@ class Store:
             con.register("tt_proto_spans", traces.spans)
             con.register("tt_proto_res", traces.resources)
             try:
-                con.execute(otlp_proto.STAGE_SPANS)
+                con.execute(otlp_proto.STAGE_SPANS[traces.has_events, traces.has_links])
             finally:
                 _unregister(con, "tt_proto_spans")
                 _unregister(con, "tt_proto_res")
@@ -316,7 +334,7 @@ class Store:
                 finally:
                     _unregister(con, "tt_lines_view")
         if skipped:
-            for name in _staging_names():
+            for name in filled:
                 con.execute(f"DELETE FROM {name} WHERE list_contains(?, coalesce(Part, 0))",
                             [skipped])
         rejects = [r for r in decoded.rejects if r.part not in skipped]
@@ -328,6 +346,7 @@ class Store:
             )
             for r in rejects:
                 reports[r.part].quarantined[r.reason] += 1
+        return filled
 
     def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
         """Lines that staged fewer records than their text holds are quarantined whole."""
@@ -367,9 +386,9 @@ class Store:
                         {"batch": params["batch"], "min_ts": bounds["min_ts"],
                          "max_ts": bounds["max_ts"]})
 
-    def _drop_staging(self) -> None:
-        for name in _staging_names():
-            self.con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    def _clear_staging(self, names: set[str]) -> None:
+        for name in sorted(names):
+            self.con.execute(f"DELETE FROM temp.{name}")
 
     # -- reads ------------------------------------------------------------------------------
 

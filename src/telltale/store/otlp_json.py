@@ -85,17 +85,27 @@ def _value(v: str) -> str:
     )
 
 
-def attrs_map(expr: str, value: Callable[[str], str] = _value) -> str:
-    """KeyValue list → MAP (`value` renders one AnyValue struct as the exporter's string). A key
-    repeated within one record (invalid OTLP, but seen) keeps its last value, as a Go map built
-    from it would; the dedup runs only when the fast path fails."""
-    entries = (f"list_transform(coalesce({expr}, []),"
-               f" lambda a: {{'k': a.key, 'v': {value('a.value')}}})")
+def attr_entries(expr: str, value: Callable[[str], str] = _value) -> str:
+    """KeyValue list → list of {k, v} (`value` renders one AnyValue struct as the exporter's
+    string)."""
+    return (f"list_transform(coalesce({expr}, []),"
+            f" lambda a: {{'k': a.key, 'v': {value('a.value')}}})")
+
+
+def entries_map(entries: str) -> str:
+    """{k, v} list → MAP. A key repeated within one record (invalid OTLP, but seen) keeps its
+    last value, as a Go map built from it would; the dedup runs only when the fast path fails.
+    Pass a column, not an expression: it appears several times, and binding is not free."""
     # Lambda names must not shadow the callers' (`e` for events, `k` for links, `a`).
     last_only = (f"list_filter({entries}, lambda kv_, i_: NOT list_contains(list_transform("
                  f"list_slice({entries}, i_ + 1, len({entries})), lambda later_: later_.k),"
                  f" kv_.k))")
     return f"coalesce(try(map_from_entries({entries})), map_from_entries({last_only}))"
+
+
+def attrs_map(expr: str, value: Callable[[str], str] = _value) -> str:
+    """KeyValue list → MAP in one expression (see `entries_map`)."""
+    return entries_map(attr_entries(expr, value))
 
 
 def _enum_case(expr: str, enum: type[SpanKind] | type[StatusCode], prefix: str) -> str:

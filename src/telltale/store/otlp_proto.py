@@ -12,7 +12,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from telltale.model import SpanKind, StatusCode
 from telltale.normalize.anyvalue import go_json, plain
-from telltale.store.otlp_json import FLOAT_UDF_NAME, attrs_map
+from telltale.store.otlp_json import FLOAT_UDF_NAME, attr_entries, attrs_map, entries_map
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
 
@@ -52,26 +52,40 @@ def _amap(expr: str) -> str:
     return attrs_map(expr, _value)
 
 
-# tt_proto_spans / tt_proto_res are the two tables of a `staging.ProtoTraces`.
-STAGE_SPANS = f"""
+# tt_proto_spans / tt_proto_res are the two tables of a `staging.ProtoTraces`. Planning this
+# statement costs more than running it on one SDK batch, so each list of attributes is converted
+# once into a column (`sentries`, `rentries`) that the map building then refers to, and events
+# and links are only planned for when some span has them.
+def stage_spans(with_events: bool, with_links: bool) -> str:
+    events = (f"""list_transform(s.events, lambda e: {{
+        'Timestamp': TRY_CAST(e.time_unix_nano AS BIGINT), 'Name': e.name,
+        'Attributes': {_amap("e.attributes")}}})""" if with_events else "[]")
+    links = (f"""list_transform(s.links, lambda k: {{
+        'TraceId': {_hex("k.trace_id")}, 'SpanId': {_hex("k.span_id")},
+        'TraceState': k.trace_state, 'Attributes': {_amap("k.attributes")}}})"""
+             if with_links else "[]")
+    return f"""
 INSERT INTO stg_spans BY NAME
-WITH res AS (SELECT Res, {_amap("attributes")} AS rattrs FROM tt_proto_res)
+WITH res AS (
+    SELECT Res, {entries_map("rentries")} AS rattrs
+    FROM (SELECT Res, {attr_entries("attributes", _value)} AS rentries FROM tt_proto_res)
+), sp AS (
+    SELECT *, {attr_entries("attributes", _value)} AS sentries FROM tt_proto_spans
+)
 SELECT s.Part AS Part, s.Prefix || ' span ' || s.Idx AS Pos,
-    strlen(s.name) + coalesce(list_sum(list_transform(s.attributes,
-        lambda a: strlen(a.key) + strlen(coalesce(a.value.string_value, '')))), 0) AS RecordBytes,
-    CAST(s.start_time_unix_nano AS BIGINT) AS StartNs,
-    CAST(s.end_time_unix_nano AS BIGINT) AS EndNs,
+    strlen(s.name) + coalesce(list_sum(list_transform(s.sentries,
+        lambda a: strlen(a.k) + strlen(a.v))), 0) AS RecordBytes,
+    TRY_CAST(s.start_time_unix_nano AS BIGINT) AS StartNs,
+    TRY_CAST(s.end_time_unix_nano AS BIGINT) AS EndNs,
     {_hex("s.trace_id")} AS TraceId, {_hex("s.span_id")} AS SpanId,
     {_hex("s.parent_span_id")} AS ParentSpanId, s.trace_state AS TraceState, s.name AS SpanName,
     {_enum("s.kind", SpanKind)} AS SpanKind, r.rattrs['service.name'] AS ServiceName,
     r.rattrs AS ResourceAttributes, s.ScopeName AS ScopeName, s.ScopeVersion AS ScopeVersion,
-    {_amap("s.attributes")} AS SpanAttributes,
+    {entries_map("s.sentries")} AS SpanAttributes,
     {_enum("s.status.code", StatusCode)} AS StatusCode, s.status.message AS StatusMessage,
-    list_transform(s.events, lambda e: {{
-        'Timestamp': CAST(e.time_unix_nano AS BIGINT), 'Name': e.name,
-        'Attributes': {_amap("e.attributes")}}}) AS Events,
-    list_transform(s.links, lambda k: {{
-        'TraceId': {_hex("k.trace_id")}, 'SpanId': {_hex("k.span_id")},
-        'TraceState': k.trace_state, 'Attributes': {_amap("k.attributes")}}}) AS Links
-FROM tt_proto_spans s JOIN res r ON s.Res = r.Res
+    {events} AS Events, {links} AS Links
+FROM sp s JOIN res r ON s.Res = r.Res
 """
+
+
+STAGE_SPANS = {(e, k): stage_spans(e, k) for e in (False, True) for k in (False, True)}
