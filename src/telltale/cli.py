@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
+import importlib
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import orjson
@@ -16,50 +15,27 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from telltale import __version__
 from telltale.analyses.quality import GroupBy, quality
+from telltale.commands.common import settings_of, user_errors
 from telltale.demo import command as demo_command
 from telltale.ingest import SourceResult, ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
-from telltale.normalize.detect import DetectionError
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES
-from telltale.serve.remote import WRITERS, find_server
+from telltale.serve.remote import find_server
 from telltale.serve.server import ServeOptions
 from telltale.serve.server import run as run_server
 from telltale.settings import ENV_DB, ENV_TOKEN, Settings
 from telltale.sim.cli import command as simulate_command
-from telltale.sources.files import FileSource, SourceError, expand
+from telltale.sources.files import FileSource, expand
 from telltale.store import Store, StoreLockedError
 from telltale.store.duck import StoreError
-from telltale.window import WindowError, parse_duration, resolve
+from telltale.window import parse_duration, resolve
 
-F = TypeVar("F", bound=Callable[..., Any])
-_USER_ERRORS = (SourceError, WindowError, StoreLockedError, StoreError, DetectionError,
-                ValueError, OSError)
-
-
-def user_errors(fn: F) -> F:
-    """Turn expected failures into one clear line (exit 1), never a traceback.
-
-    A store held by a running `telltale serve` is not a failure: the command is run by that
-    server instead (see serve/remote.py)."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StoreLockedError as exc:
-            ctx = click.get_current_context()
-            server = find_server(_settings(ctx).db_path)
-            if server is None or ctx.command.name in WRITERS:
-                raise click.ClickException(str(exc)) from exc
-            code, output = server.run_cli(ctx.find_root().obj["argv"])
-            click.echo(output, nl=False)
-            ctx.exit(code)
-        except _USER_ERRORS as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper  # type: ignore[return-value]
+# Each module under telltale/commands/ adds its commands to `main`.
+COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause"]
 
 
 class _Root(click.Group):
@@ -82,11 +58,6 @@ def _without_db(args: list[str]) -> list[str]:
         elif not a.startswith("--db="):
             out.append(a)
     return out
-
-
-def _settings(ctx: click.Context) -> Settings:
-    s: Settings = ctx.obj["settings"]
-    return s
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,7 +107,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
     Every record is stored or quarantined with a reason; re-ingesting the same content stores
     nothing twice.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     console = Console(stderr=output == "json")
     started = time.perf_counter()
     sources = expand(paths)  # a bad path fails here, before the store file is created
@@ -215,7 +186,7 @@ def _report_ingest(ctx: click.Context, results: list[SourceResult], output: str,
 def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until: str | None,
                 last: str | None, bucket: str | None, skew_tolerance: str) -> None:
     """Per source or service: records received, quarantined by reason, flags, quality score."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     lo, hi = resolve(since, until, last, settings.clock)
     with Store(settings.db_path, settings=settings, read_only=True) as store:
         report = quality(store, by=GroupBy(by), since=lo, until=hi,
@@ -254,8 +225,10 @@ def serve(ctx: click.Context, host: str, port: int, grpc_port: int, no_grpc: boo
     options = ServeOptions(host=host, port=port, grpc_port=grpc_port, token=token or None,
                            max_request_bytes=max_request_bytes, queue_bytes=queue_bytes,
                            grpc=not no_grpc)
-    ctx.exit(run_server(_settings(ctx), options))
+    ctx.exit(run_server(settings_of(ctx), options))
 
 
 main.add_command(simulate_command)
 main.add_command(demo_command)
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"telltale.commands.{_module}").register(main)
