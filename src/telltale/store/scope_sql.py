@@ -26,3 +26,15 @@ def span_filter(scope: Scope, alias: str = "", prefix: str = "sc") -> tuple[str,
         clauses.append(f"list_contains(${prefix}_operations, {col}SpanName)")
         params[f"{prefix}_operations"] = list(scope.operations)
     return " AND ".join(clauses), params
+
+
+def is_error(alias: str = "") -> str:
+    """Error status in either spelling the exporter has used (`Error`, `STATUS_CODE_ERROR`)."""
+    col = f"{alias}." if alias else ""
+    return f"({col}StatusCode IN ('Error', 'STATUS_CODE_ERROR'))"
+
+
+def is_kind(kind: str, alias: str = "") -> str:
+    """Span kind in either spelling (`Server`, `SPAN_KIND_SERVER`); `kind` is a SpanKind value."""
+    col = f"{alias}." if alias else ""
+    return f"({col}SpanKind IN ('{kind}', 'SPAN_KIND_{kind.upper()}'))"
