@@ -70,15 +70,19 @@ def _handler(receiver: Receiver, signal: Signal) -> Callable[[bytes, grpc.Servic
     return export
 
 
-def start_grpc(receiver: Receiver, host: str, port: int, workers: int = 32) -> tuple[grpc.Server, int]:
-    """Start the gRPC server; returns it and the bound port (0 picks a free one)."""
+def start_grpc(receiver: Receiver, host: str, port: int, workers: int = 16) -> tuple[grpc.Server, int]:
+    """Start the gRPC server; returns it and the bound port (0 picks a free one).
+
+    gRPC reads a whole message before the handler can reserve it from the byte budget, so at
+    most `workers` calls run at once (more get RESOURCE_EXHAUSTED, which clients retry): memory
+    outside the budget stays below workers × the request cap."""
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", receiver.max_request_bytes),
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="telltale-grpc"),
-                         options=options)
+                         options=options, maximum_concurrent_rpcs=workers)
     for signal, service in _SERVICES.items():
         method: grpc.RpcMethodHandler[bytes, Message] = grpc.unary_unary_rpc_method_handler(
             _handler(receiver, signal), request_deserializer=None,

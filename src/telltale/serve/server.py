@@ -14,8 +14,11 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
@@ -62,6 +65,35 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM/SIGINT after its own shutdown, which would kill the
+    process before gRPC is stopped and the queue drained; here the signal only starts the
+    shutdown, and `run` finishes it and returns 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def effective(options: ServeOptions) -> tuple[ServeOptions, list[str]]:
+    """A body larger than the whole queue budget could never be accepted, and answering it
+    "retry later" would make clients retry forever: cap the request size at the budget."""
+    if options.max_request_bytes <= options.queue_bytes:
+        return options, []
+    return (replace(options, max_request_bytes=options.queue_bytes),
+            [f"--max-request-bytes lowered to --queue-bytes ({options.queue_bytes}): a larger "
+             "request could never fit in the queue"])
+
+
 def warnings_for(options: ServeOptions) -> list[str]:
     if not is_loopback(options.host) and not options.token:
         return [f"binding {options.host} without a token: anyone who can reach this address can "
@@ -71,7 +103,8 @@ def warnings_for(options: ServeOptions) -> list[str]:
 
 def run(settings: Settings, options: ServeOptions) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
-    for warning in warnings_for(options):
+    options, notes = effective(options)
+    for warning in [*notes, *warnings_for(options)]:
         log.warning(warning)
     store = Store(settings.db_path, settings=settings)
     store.share()
@@ -94,7 +127,7 @@ def run(settings: Settings, options: ServeOptions) -> int:
     app = build_app(receiver, remote_routes(receiver, settings))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.warning("telltale receiving OTLP/HTTP on http://%s:%d%s, store %s", host, http_port,
                 f" and OTLP/gRPC on {host}:{grpc_port}" if grpc_port else "", settings.db_path)
     try:

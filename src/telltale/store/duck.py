@@ -111,6 +111,7 @@ class Store:
             raise _explain_open_error(self.path, exc) from exc
         if not shared:  # a shared database already has them
             self._register_functions()
+        self.con.execute("SET enable_progress_bar = false")  # a server's stderr is a log
         try:
             if not read_only:
                 self.migrate()
