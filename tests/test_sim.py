@@ -345,7 +345,7 @@ def test_truth_file_round_trips(tmp_path: Path, short: SimResult) -> None:
     assert json.loads(path.read_bytes()) == short.truth
     kinds = {i["kind"] for i in short.truth["incidents"]}
     assert kinds == {"latency_regression", "error_burst", "orphan_spans", "broken_lines",
-                     "swap_crisis", "flaky_ci_job", "stuck_worker"}
+                     "swap_crisis", "flaky_ci_job", "stuck_worker", "n_plus_one"}
     for incident in short.truth["incidents"]:
         assert incident["start_ns"] <= incident["end_ns"]
         assert {"name", "kind", "attributes"} <= incident.keys()

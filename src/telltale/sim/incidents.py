@@ -76,6 +76,25 @@ class StuckWorker:
 
 
 @dataclass(frozen=True)
+class NPlusOne:
+    """Inside the window, a share of the `parent` spans issue one `query` per item (between
+    `min_repeats` and `max_repeats` of them) instead of one batched query: the N+1 pattern.
+    The loop takes `time_share` of the step's own time, so no span's duration changes: the
+    incident is structural, and other incidents' latency stays exactly as it was."""
+
+    window: Window
+    service: str
+    parent: str  # span name of the handler step that loops
+    table: str
+    query: str
+    share: float  # of the parent spans in the window
+    min_repeats: int
+    max_repeats: int
+    median_ms: float  # nominal, for the template; durations come from `time_share`
+    time_share: float
+
+
+@dataclass(frozen=True)
 class IncidentPlan:
     deploy: Deploy | None
     burst: ErrorBurst | None
@@ -83,11 +102,12 @@ class IncidentPlan:
     swap: SwapCrisis | None
     flaky: FlakyJob | None
     stuck: StuckWorker | None
+    n_plus_one: NPlusOne | None = None
 
     @property
     def enabled(self) -> bool:
         return any(x is not None for x in (self.deploy, self.burst, self.orphans, self.swap,
-                                            self.flaky, self.stuck))
+                                            self.flaky, self.stuck, self.n_plus_one))
 
     @property
     def new_versions(self) -> dict[str, str]:
@@ -110,6 +130,9 @@ def plan(start_ns: int, duration_s: float, enabled: bool) -> IncidentPlan:
         swap=SwapCrisis(Window(at(0.68), at(0.92)), "node-3", 0.9, 1.8),
         flaky=FlakyJob("build-and-test", "integration-tests", 0.3),
         stuck=StuckWorker(at(0.50)),
+        n_plus_one=NPlusOne(Window(at(0.30), at(0.50)), "recommendation", "load candidates",
+                            "products", "SELECT id, name, price FROM products WHERE id = $1",
+                            0.5, 8, 15, 0.1, 0.38),
     )
 
 

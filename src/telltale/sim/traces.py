@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 
 from telltale.model import SpanKind
 from telltale.sim import columns as col
-from telltale.sim.ids import F64, I64, Bools
+from telltale.sim.ids import F64, I64, Bools, IdAllocator
 from telltale.sim.incidents import IncidentPlan, swap_ramp
 from telltale.sim.spans import Context, SpanChunk
-from telltale.sim.templates import STATUS, ChoiceVar, FlatNode, Flow, IntVar, flatten
+from telltale.sim.templates import STATUS, ChoiceVar, FlatNode, Flow, IntVar, Node, db_query, flatten
 from telltale.sim.topology import SERVICES
 
 U2 = npt.NDArray[np.uint64]  # (K, N) ids
@@ -34,10 +34,32 @@ def generate(flows: list[Flow], rate_per_s: float, ctx: Context,
     arrivals = np.sort(rng.integers(ctx.start_ns, ctx.end_ns, n, dtype=np.int64))
     weights = np.array([f.weight for f in flows])
     which = rng.choice(len(flows), n, p=weights / weights.sum())
+    # The N+1 incident draws from its own stream and id space (spawned, which leaves `rng`'s
+    # own sequence untouched), so every other span keeps its times and ids.
+    extra = _Extra(rng.spawn(1)[0])
     chunks: list[SpanChunk] = []
     for i, flow in enumerate(flows):
-        chunks += _instantiate(flow, arrivals[which == i], ctx, rng)
+        chunks += _instantiate(flow, arrivals[which == i], ctx, rng, extra)
     return chunks
+
+
+class _Extra:
+    """Randomness and span ids of the N+1 incident, apart from the main stream's."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.span_ids = IdAllocator(int(rng.integers(2**31)), "n_plus_one")
+
+
+@dataclass
+class _Repeats:
+    """The N+1 incident in one flow: node `k` runs `count[i]` single-row queries in request i."""
+
+    k: int
+    node: Node  # the repeated query's template
+    count: I64  # per request; 0 where not affected
+    weight: F64  # per query, grouped by request in order: its part of the loop's time
+    share: float  # of the step's own time the loop takes
 
 
 @dataclass
@@ -62,8 +84,10 @@ class _Batch:
         return np.asarray(self.codes[name] == var.values.index(value), dtype=bool)
 
 
-def _instantiate(flow: Flow, t0: I64, ctx: Context, rng: np.random.Generator) -> list[SpanChunk]:
+def _instantiate(flow: Flow, t0: I64, ctx: Context, rng: np.random.Generator,
+                 extra: _Extra) -> list[SpanChunk]:
     b = _draw(flow, t0, ctx.plan, rng)
+    repeats = _draw_repeats(b, ctx.plan, extra.rng)
     _durations(b)
     start, thi, tlo, sid = _layout(b, ctx, rng)
     emitted = b.present.copy()
@@ -90,7 +114,55 @@ def _instantiate(flow: Flow, t0: I64, ctx: Context, rng: np.random.Generator) ->
             else:
                 chunk.parent_id = parent_sid
         chunks.append(chunk)
+    if repeats is not None:
+        chunks.append(_repeat_chunk(repeats, b, emitted[repeats.k], start, (thi, tlo, sid), ctx,
+                                    extra.span_ids))
     return chunks
+
+
+def _draw_repeats(b: _Batch, plan: IncidentPlan, rng: np.random.Generator) -> _Repeats | None:
+    """Which requests of this flow loop one query per item, and how many times."""
+    n1 = plan.n_plus_one
+    if n1 is None:
+        return None
+    k = next((i for i, f in enumerate(b.nodes)
+              if f.node.service == n1.service and f.node.name == n1.parent), None)
+    if k is None:
+        return None
+    n = len(b.t0)
+    hit = b.present[k] & n1.window.contains(b.t0) & (rng.random(n) < n1.share)
+    count = np.where(hit, rng.integers(n1.min_repeats, n1.max_repeats + 1, n), 0)
+    node = db_query(n1.service, "SELECT", n1.table, n1.query, n1.median_ms, p_error=0.0)
+    weight = rng.lognormal(0.0, 0.4, int(count.sum()))
+    return _Repeats(k, node, count.astype(np.int64), weight, n1.time_share)
+
+
+def _repeat_chunk(r: _Repeats, b: _Batch, emitted: Bools, start: npt.NDArray[np.int64],
+                  ids: tuple[U2, U2, U2], ctx: Context, span_ids: IdAllocator) -> SpanChunk:
+    """The loop's queries, back to back after the step's other children, inside the step's own
+    time (no span's duration changes: the step's time is spent in the loop instead)."""
+    thi, tlo, sid = ids
+    k, n = r.k, len(b.t0)
+    owner = np.repeat(np.arange(n), r.count)
+    first = np.repeat(np.cumsum(r.count) - r.count, r.count)  # each request's first query
+    per_request = np.zeros(n)
+    np.add.at(per_request, owner, r.weight)
+    # The step's other children end within 60 % of its own time (see _layout): the loop takes
+    # (at most 39 % of) the rest, ending just before the step does.
+    loop = (b.self_ns[k] * min(r.share, 0.39)).astype(np.int64)
+    dur = np.floor(loop[owner] * r.weight / per_request[owner]).astype(np.int64)
+    before = np.cumsum(dur) - dur
+    end = start[k] + b.dur[k] - b.self_ns[k] // 100
+    q_start = (end - loop)[owner] + before - before[first]
+    keep = emitted[owner]
+    owner, q_start, dur = owner[keep], q_start[keep], dur[keep]
+    q = len(owner)
+    none = np.zeros(q, dtype=bool)
+    chunk = _chunk(FlatNode(r.node, k), np.arange(q), {}, b.t0[owner], q_start, dur, none, none,
+                   none, ctx)
+    chunk.trace_hi, chunk.trace_lo = thi[k][owner], tlo[k][owner]
+    chunk.span_id, chunk.parent_id = span_ids.take(q), sid[k][owner]
+    return chunk
 
 
 def _draw(flow: Flow, t0: I64, plan: IncidentPlan, rng: np.random.Generator) -> _Batch:

@@ -159,6 +159,8 @@ def _incidents(plan: IncidentPlan, window: tuple[int, int], spans: pa.Table,
             "measured": {k: ci.truth[k] for k in ("flaky_attempts", "flaky_first_failures",
                                                   "flaky_retry_passes")},
         })
+    if plan.n_plus_one:
+        out.append(_n_plus_one(plan, spans))
     if plan.stuck:
         out.append({
             "name": "stuck-worker", "kind": "stuck_worker",
@@ -168,3 +170,35 @@ def _incidents(plan: IncidentPlan, window: tuple[int, int], spans: pa.Table,
             "measured": {"stuck_workers": agents.truth["stuck_workers"]},
         })
     return out
+
+
+def _n_plus_one(plan: IncidentPlan, spans: pa.Table) -> dict[str, Any]:
+    """The looping step's repeated queries, counted per parent span from the emitted spans
+    (no flow template issues this query in this service, so every one of them is injected)."""
+    n1 = plan.n_plus_one
+    assert n1 is not None
+    child = f"SELECT shop.{n1.table}"
+    sel = pc.and_(pc.equal(spans.column("ServiceName"), n1.service),
+                  pc.equal(spans.column("SpanName"), child))
+    queries = spans.filter(sel)
+    per_parent = queries.group_by(["TraceId", "ParentSpanId"]).aggregate([("SpanId", "count")])
+    reps = np.asarray(per_parent.column("SpanId_count").to_numpy())
+    parents = spans.filter(pc.is_in(spans.column("SpanId"), value_set=per_parent.column(
+        "ParentSpanId").combine_chunks()))
+    return {
+        "name": f"{n1.service}-n-plus-one", "kind": "n_plus_one",
+        "start_ns": n1.window.start_ns, "end_ns": n1.window.end_ns, "service": n1.service,
+        "parent_operation": n1.parent, "child_operation": child, "child_kind": "Client",
+        "attributes": {"db.collection.name": n1.table, "db.query.text": n1.query},
+        "share": n1.share, "repetitions": {"min": n1.min_repeats, "max": n1.max_repeats},
+        # The loop runs inside the step's own time: no span's duration changes.
+        "share_of_parent_self_time": n1.time_share,
+        "measured": {
+            "affected_traces": pc.count_distinct(per_parent.column("TraceId")).as_py(),
+            "parents": per_parent.num_rows, "queries": queries.num_rows,
+            "min_repetitions": int(reps.min()) if len(reps) else 0,
+            "max_repetitions": int(reps.max()) if len(reps) else 0,
+            "median_repetitions": float(np.median(reps)) if len(reps) else 0.0,
+            "parent_operations": sorted(set(parents.column("SpanName").to_pylist())),
+        },
+    }
