@@ -290,7 +290,7 @@ def _checkout() -> Node:
     return http_server(
         "checkout", "POST", "/checkout", "/checkout", 30.0,
         http_call("checkout", http_server(
-            "cart", "GET", "/cart/{user}", "/cart/{user}", 2.0,
+            "cart", "GET", "/cart/{id}", "/cart/{user}", 2.0,
             cache_call("cart", "HGETALL", "cart:{user}"),
         )),
         internal("checkout", "compute order total", 8.0, attrs={"app.order.items": "{items}"}),
