@@ -77,12 +77,15 @@ def as_string(value: AnyValue) -> str:
 
 
 def attr_items(kvs: Iterable[KeyValue]) -> list[tuple[str, str]]:
-    """Attributes as (key, value) pairs; the fast path covers string values (the common case)."""
-    out = []
+    """Attributes as (key, value) pairs; the fast path covers string values (the common case).
+
+    A key repeated within one record (invalid OTLP, but seen) keeps its last value, as a Go
+    map built from it would (and as the JSON path does): a map cannot hold both."""
+    out: dict[str, str] = {}
     for kv in kvs:
         v = kv.value
         if v.WhichOneof("value") == "string_value":
-            out.append((kv.key, v.string_value))
+            out[kv.key] = v.string_value
         else:
-            out.append((kv.key, as_string(v)))
-    return out
+            out[kv.key] = as_string(v)
+    return list(out.items())

@@ -26,6 +26,12 @@ _SPAN_FIELDS = ["trace_id", "span_id", "parent_span_id", "trace_state", "name", 
                 "status"]
 
 
+# ptars reports some malformed input (e.g. a 2^64 length prefix) as a Rust panic, which pyo3
+# raises as PanicException, a BaseException: it must reject the frame, not kill the caller.
+_REJECTED: tuple[type[BaseException], ...] = (ValueError, *(
+    t for t in BaseException.__subclasses__() if t.__name__ == "PanicException"))
+
+
 @functools.cache
 def _trace_handler() -> Any:
     pool = HandlerPool([ExportTraceServiceRequest.DESCRIPTOR.file])
@@ -40,14 +46,14 @@ def _to_batch(frames: list[bytes], prefixes: list[str],
     handler = _trace_handler()
     try:
         return handler.list_to_record_batch(frames), list(range(len(frames)))
-    except ValueError:
+    except _REJECTED:
         pass
     good: list[int] = []
     for i, frame in enumerate(frames):
         try:
             handler.list_to_record_batch([frame])
             good.append(i)
-        except ValueError as exc:
+        except _REJECTED as exc:
             rejects.append(Reject(Signal.TRACES, prefixes[i], QuarantineReason.UNPARSABLE,
                                   frame.hex()[:65536], f"protobuf: {exc}", part=parts[i]))
     return handler.list_to_record_batch([frames[i] for i in good]), good

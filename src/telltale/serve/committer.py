@@ -21,7 +21,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from telltale.normalize.staging import Decoded
+import duckdb
+
+from telltale.model import QuarantineReason
+from telltale.normalize.staging import Decoded, Reject
 from telltale.serve.decode import Part, PartResult, decode_group
 from telltale.serve.stats import ReceiverStats
 from telltale.store import BatchSource, Store
@@ -165,11 +168,21 @@ class Committer:
         batch, sources, undecodable = decoded
         try:
             reports = self.store.commit_parts(batch, sources)
-        except Exception as exc:  # the store failed: nothing was committed, say so to everyone
+        except STORE_FAILURES as exc:  # the store itself failed: nothing committed, retry later
             log.exception("group commit failed")
             self.healthy = False
             for job in jobs:
                 job.future.set_exception(exc)
+            return
+        except Exception as exc:
+            # Something in the data made the commit fail. One bad request must not cost the
+            # others their commit: retry them one by one, and refuse only the culprit.
+            if len(jobs) > 1:
+                for job in jobs:
+                    assert job.part is not None
+                    self._commit_parts([job], decode_group([job.part]), started)
+            else:
+                self._refuse(jobs[0], exc)
             return
         self.healthy = True
         self.stats.commit_seconds.observe(time.perf_counter() - started)
@@ -177,6 +190,28 @@ class Committer:
             assert job.part is not None
             self.stats.count_report(job.part.signal, report)
             job.future.set_result(PartResult(report, undecodable.get(i)))
+
+    def _refuse(self, job: Job, exc: Exception) -> None:
+        """A request whose records cannot be stored: keep its body in quarantine (nothing is
+        lost silently) and answer 400, since retrying it cannot help."""
+        assert job.part is not None
+        reason = f"cannot store this request: {exc}".splitlines()[0][:500]
+        log.warning("refused a request: %s", reason)
+        raw = job.part.body.hex() if job.part.content_type != "application/json" else \
+            job.part.body.decode(errors="replace")
+        decoded = Decoded(rejects=[Reject(job.part.signal, "request", QuarantineReason.BAD_SHAPE,
+                                          raw[:65536], reason)])
+        source = job.part.source
+        # Its own idempotency key: the same body sent again must be refused again, not
+        # answered "already stored".
+        refused = BatchSource(source.source, source.fmt, f"{source.content_hash}:refused")
+        try:
+            (report,) = self.store.commit_parts(decoded, [refused])
+        except Exception as again:
+            job.future.set_exception(again)
+            return
+        self.stats.count_report(job.part.signal, report)
+        job.future.set_result(PartResult(report, reason))
 
     def _run_task(self, job: Job) -> None:
         assert job.task is not None
@@ -187,6 +222,9 @@ class Committer:
 
 
 DecodedGroup = tuple[Decoded, list[BatchSource], dict[int, str]]
+# Failures of the store itself (disk, memory), as opposed to data it cannot take: these are
+# answered "retry later", the others isolate and refuse the offending request.
+STORE_FAILURES = (duckdb.IOException, duckdb.OutOfMemoryException, OSError, MemoryError)
 
 
 @dataclass

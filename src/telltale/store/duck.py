@@ -360,8 +360,11 @@ class Store:
                 "defect": QuarantineReason.BAD_SHAPE.value, "raw": line})
 
     def _append(self, table: str, tbl: pa.Table) -> None:
+        if tbl.num_rows == 0:
+            return
         # Large record batches: DuckDB's Arrow scan pays a fixed cost per batch.
-        tbl = pa.Table.from_batches(tbl.combine_chunks().to_batches(max_chunksize=1 << 16))
+        tbl = pa.Table.from_batches(tbl.combine_chunks().to_batches(max_chunksize=1 << 16),
+                                    schema=tbl.schema)
         self.con.register("tt_append_view", tbl)
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")

@@ -67,12 +67,18 @@ def anyvalue_text(value: Any) -> Any:
 
 
 def complex_value_udf(container: str) -> str:
-    """UDF body: JSON text of `{"values": [...]}` (array or kvlist) → exporter-style JSON."""
-    parsed = orjson.loads(container)
-    values = parsed.get("values", []) if isinstance(parsed, dict) else []
-    if values and isinstance(values[0], dict) and "key" in values[0]:
-        return go_json(anyvalue_text({"kvlistValue": parsed}))
-    return go_json(anyvalue_text({"arrayValue": parsed}))
+    """UDF body: JSON text of `{"values": [...]}` (array or kvlist) → exporter-style JSON.
+
+    Total: a value the mapping cannot read (wrong types, integers beyond 64 bits, absurd
+    nesting) keeps its JSON text as it arrived rather than failing the whole commit."""
+    try:
+        parsed = orjson.loads(container)
+        values = parsed.get("values", []) if isinstance(parsed, dict) else []
+        if values and isinstance(values[0], dict) and "key" in values[0]:
+            return go_json(anyvalue_text({"kvlistValue": parsed}))
+        return go_json(anyvalue_text({"arrayValue": parsed}))
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return container
 
 
 def _value(v: str) -> str:

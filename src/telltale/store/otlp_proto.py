@@ -8,6 +8,9 @@ type) and go through a small Python function that only runs for those rare value
 
 from __future__ import annotations
 
+import base64
+
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from telltale.model import SpanKind, StatusCode
@@ -19,11 +22,15 @@ COMPLEX_UDF_NAME = "telltale_pb_complex"
 
 def complex_value_udf(values: list[bytes], is_kvlist: bool) -> str:
     """UDF body: serialized ArrayValue items (AnyValue) or KvList items (KeyValue) → the
-    exporter's JSON text."""
-    if is_kvlist:
-        kvs = [KeyValue.FromString(v) for v in values]
-        return go_json({kv.key: plain(kv.value) for kv in kvs})
-    return go_json([plain(AnyValue.FromString(v)) for v in values])
+    exporter's JSON text. ptars did not look inside these bytes: if they are not valid
+    protobuf, the value is kept as base64 items instead of failing the whole commit."""
+    try:
+        if is_kvlist:
+            kvs = [KeyValue.FromString(v) for v in values]
+            return go_json({kv.key: plain(kv.value) for kv in kvs})
+        return go_json([plain(AnyValue.FromString(v)) for v in values])
+    except (DecodeError, ValueError, TypeError, RecursionError):
+        return go_json([base64.b64encode(v).decode() for v in values])
 
 
 def _value(v: str) -> str:

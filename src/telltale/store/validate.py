@@ -69,7 +69,7 @@ END
 LOG_STORE = """
 INSERT INTO otel_logs
 SELECT coalesce(nullif(Timestamp, 0), ObservedTimestamp), coalesce(ObservedTimestamp, 0),
-    lower(coalesce(TraceId, '')), lower(coalesce(SpanId, '')), coalesce(TraceFlags, 0),
+    lower(coalesce(TraceId, '')), lower(coalesce(SpanId, '')), coalesce(TraceFlags, 0) & 255,
     coalesce(SeverityText, ''), coalesce(SeverityNumber, 0), coalesce(ServiceName, ''),
     coalesce(Body, ''), coalesce(ResourceSchemaUrl, ''), coalesce(ResourceAttributes, MAP()),
     coalesce(ScopeSchemaUrl, ''), coalesce(ScopeName, ''), coalesce(ScopeVersion, ''),
