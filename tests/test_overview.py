@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from telltale.analyses.overview import overview
+from telltale.analyses.quality import GroupBy, quality
+from telltale.model import QualityFlag
 from telltale.sim import SimConfig, SimResult, simulate
 from telltale.store import Store
 
@@ -72,3 +74,14 @@ def test_stuck_worker_is_an_open_span(tmp_path: Path, sim: SimResult) -> None:
         spans = overview(store).open_spans
     stuck = sim.truth["agents"]["stuck_workers"]
     assert [s.attributes["agent.worker"] for s in spans] == stuck
+
+
+def test_orphan_emitting_service_is_found(store: Store, sim: SimResult) -> None:
+    """The catalog's callers lose their client spans for a while: the quality report by
+    service puts every orphan there, as many as the simulator made."""
+    with store:
+        report = quality(store, by=GroupBy.SERVICE)
+    orphans = {g.key: g.spans.flags[QualityFlag.ORPHAN] for g in report.groups
+               if g.spans.flags[QualityFlag.ORPHAN]}
+    truth = _incident(sim.truth, "orphan_spans")
+    assert orphans == {truth["service"]: truth["measured"]["orphans"]}
