@@ -34,6 +34,7 @@ _DECODER_MODULES = {
     Format.ZIPKIN_JSON: "telltale.normalize.zipkin",
     Format.CSV_SPANS: "telltale.normalize.csv_spans",
     Format.EVENTS_JSONL: "telltale.normalize.events",
+    Format.RECORDER_JSONL: "telltale.normalize.recorder",
 }
 
 

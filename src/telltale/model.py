@@ -105,3 +105,4 @@ class Format(StrEnum):
     ZIPKIN_JSON = "zipkin-json"  # Zipkin v2: [{"traceId", "id", "timestamp" (µs), ...}]
     CSV_SPANS = "csv-spans"  # one span per row, with a column mapping
     EVENTS_JSONL = "events-jsonl"  # generic JSON-lines events, with a field mapping
+    RECORDER_JSONL = "recorder-jsonl"  # telltale.recorder spool segments

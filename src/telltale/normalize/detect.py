@@ -39,6 +39,8 @@ def _is_text(head: bytes) -> bool:
 
 
 def _json_kind(chunk: bytes) -> Format | None:
+    if chunk.lstrip().startswith(b'{"telltale.recorder":1'):
+        return Format.RECORDER_JSONL
     if _OTLP_KEYS.search(chunk):
         return Format.OTLP_JSON
     if _JAEGER.search(chunk) and _JAEGER_SPANS.search(chunk):
