@@ -20,10 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
-from telltale.normalize import staging
+from telltale.normalize import json_lines, staging
 from telltale.normalize.event_merge import Collector, LineTimes, MergeByError, merge_fields
 from telltale.normalize.fields import (
     INT64_MAX,
@@ -307,27 +305,8 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
     collector: Collector | None = None
     mapping: _Mapping | None = None
-    for index, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n")):
-        line = raw.strip()
-        if not line:
-            continue
-        pos = f"line {index + 1}"
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.BAD_ENCODING,
-                                      line.decode("utf-8", "backslashreplace"), str(exc)))
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.UNPARSABLE, text,
-                                      f"not JSON: {exc}"))
-            continue
-        if not isinstance(record, dict):
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.BAD_SHAPE, text,
-                                      f"a JSON {type(record).__name__}, not an event object"))
-            continue
+    for one in json_lines.objects(data, out.rejects):
+        index, line, text, record, pos = one.number - 1, one.raw, one.text, one.record, one.pos
         if mapping is None:
             try:
                 mapping = resolve_mapping(options.mapping, record)

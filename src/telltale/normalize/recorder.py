@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from telltale.model import QuarantineReason, Signal, SpanKind, StatusCode
-from telltale.normalize import staging
+from telltale.normalize import json_lines, staging
 from telltale.normalize.fields import attr_text
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
@@ -79,19 +77,9 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
     units: dict[str, _Unit] = {}
     orphans: list[tuple[str, str, dict[str, Any]]] = []
-    for index, raw in enumerate(data.split(b"\n")):
-        line = raw.strip()
-        if not line:
-            continue
-        pos = f"line {index + 1}"
-        text = line.decode("utf-8", "backslashreplace")
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.UNPARSABLE, text,
-                                      f"not JSON: {exc}"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+    for one in json_lines.objects(data, out.rejects, what="a telltale.recorder line"):
+        line, text, record, pos = one.raw, one.text, one.record, one.pos
+        if not isinstance(record.get("id"), str):
             out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.BAD_SHAPE, text,
                                       "not a telltale.recorder line (no id)"))
             continue
