@@ -35,6 +35,8 @@ _DECODER_MODULES = {
     Format.CSV_SPANS: "telltale.normalize.csv_spans",
     Format.EVENTS_JSONL: "telltale.normalize.events",
     Format.RECORDER_JSONL: "telltale.normalize.recorder",
+    Format.GITHUB_ACTIONS: "telltale.normalize.ci_github",
+    Format.CI_JSONL: "telltale.normalize.ci_jsonl",
 }
 
 

@@ -106,3 +106,5 @@ class Format(StrEnum):
     CSV_SPANS = "csv-spans"  # one span per row, with a column mapping
     EVENTS_JSONL = "events-jsonl"  # generic JSON-lines events, with a field mapping
     RECORDER_JSONL = "recorder-jsonl"  # telltale.recorder spool segments
+    GITHUB_ACTIONS = "github-actions"  # workflow runs/jobs: REST API, `gh --json`, webhooks
+    CI_JSONL = "ci-jsonl"  # generic CI runs/jobs/steps, one per line (docs/ci.md)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from telltale.model import Format
+from telltale.normalize.ci_spans import sniff as sniff_ci
 
 HEAD_BYTES = 256 * 1024
 _MAX_LINES = 50
@@ -89,6 +90,10 @@ def _starts_like_otlp_proto(head: bytes) -> bool:
 
 def _detect_text(head: bytes, name: str) -> Detection:
     body = head.lstrip()
+    # Before the array branch: `gh run list --json` output is a JSON array of runs.
+    ci_kind = sniff_ci(body) if _json_kind(body) is None else None
+    if ci_kind is not None:
+        return Detection(Format(ci_kind), f"CI runs ({ci_kind})")
     first = body[:1]
     if first == b"[":
         kind = _json_kind(body)
@@ -107,6 +112,11 @@ def _detect_text(head: bytes, name: str) -> Detection:
         if whole is not None and (len(lines) == 1 or votes[whole] == 0 or not lines[0].rstrip()
                                   .endswith(b"}")):
             return Detection(whole, f"JSON document with {whole.value} keys")
+        if whole is None and first == b"{" and not lines[0].rstrip().endswith(b"}"):
+            # One pretty-printed document of a shape nobody knows: it is one record, and
+            # reading its lines as events would only quarantine each of them separately.
+            raise DetectionError("a JSON document, but not OTLP, Jaeger, Zipkin or CI runs; "
+                                 "pass --format")
         if votes:
             fmt, count = votes.most_common(1)[0]
             return Detection(fmt, f"JSON lines: {count} of {len(lines)} sampled lines are {fmt}")
