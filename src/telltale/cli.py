@@ -21,6 +21,7 @@ from telltale.ingest import SourceResult, ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
+from telltale.recorder import ENV_SPOOL, read_status
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
 from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES
@@ -181,23 +182,32 @@ def _report_ingest(ctx: click.Context, results: list[SourceResult], output: str,
 @click.option("--skew-tolerance", default="1us", show_default=True,
               help="How far a child may start before / end after its parent before it counts "
               "as clock skew (hosts' clocks differ: 1ms is typical across machines).")
+@click.option("--spool", type=click.Path(file_okay=False), envvar=ENV_SPOOL, default=None,
+              help=f"Also report a telltale.recorder spool's own losses (or ${ENV_SPOOL}).")
 @click.pass_context
 @user_errors
 def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until: str | None,
-                last: str | None, bucket: str | None, skew_tolerance: str) -> None:
-    """Per source or service: records received, quarantined by reason, flags, quality score."""
+                last: str | None, bucket: str | None, skew_tolerance: str,
+                spool: str | None) -> None:
+    """Per source or service: records received, quarantined by reason, flags, quality score.
+
+    With --spool, also what the recorder could not write (disk full, bad values...): events
+    lost before they ever reached a file are counted there, never silently."""
     settings = settings_of(ctx)
     lo, hi = resolve(since, until, last, settings.clock)
     with Store(settings.db_path, settings=settings, read_only=True) as store:
         report = quality(store, by=GroupBy(by), since=lo, until=hi,
                          bucket_ns=parse_duration(bucket) if bucket else None,
                          skew_tolerance_ns=parse_duration(skew_tolerance))
+    status = read_status(spool) if spool else None
     if fmt == "json":
-        click.echo(render_quality.to_json(report))
+        click.echo(render_quality.to_json(report, recorder=status))
     elif fmt == "csv":
         click.echo(render_quality.to_csv(report), nl=False)
     else:
         render_quality.print_table(report, Console())
+        if status is not None:
+            render_quality.print_recorder(spool or "", status, Console())
 
 
 @main.command()

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from telltale.analyses.quality import GroupBy, GroupQuality, QualityCounts, QualityReport
 from telltale.model import QualityFlag
+from telltale.recorder.spool import SpoolStatus
 from telltale.render import source_label
 
 
@@ -46,8 +47,16 @@ def _group_dict(g: GroupQuality) -> dict[str, Any]:
     }
 
 
-def to_json(report: QualityReport) -> str:
-    doc = {
+def _recorder_dict(status: SpoolStatus) -> dict[str, Any]:
+    lost = {r: n for r, n in status.dropped.items() if r not in _NOT_LOST}
+    return {"processes": status.processes, "written": status.written,
+            "not_written": lost, "not_written_total": sum(lost.values()),
+            "coerced_values": status.dropped.get("coerced_values", 0),
+            "unreadable_status_lines": status.unreadable_lines}
+
+
+def to_json(report: QualityReport, recorder: SpoolStatus | None = None) -> str:
+    doc: dict[str, Any] = {
         "by": report.by.value,
         "since": iso(report.since),
         "until": iso(report.until),
@@ -55,6 +64,8 @@ def to_json(report: QualityReport) -> str:
         "total": _counts_dict(report.total),
         "groups": [_group_dict(g) for g in report.groups],
     }
+    if recorder is not None:
+        doc["recorder"] = _recorder_dict(recorder)
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
@@ -119,3 +130,18 @@ def print_table(report: QualityReport, console: Console) -> None:
         bad = sum(o[3] for o in others)
         console.print(f"also stored: {logs:,} log records, {metrics:,} metric points"
                       f" ({bad:,} quarantined)")
+
+
+# Counted by the recorder but not losses: the event was written, a value as its repr.
+_NOT_LOST = {"coerced_values"}
+
+
+def print_recorder(spool: str, status: SpoolStatus, console: Console) -> None:
+    """The recorder's own losses: events that never reached the spool, by reason."""
+    lost = {r: n for r, n in status.dropped.items() if r not in _NOT_LOST}
+    text = ", ".join(f"{reason} {n:,}" for reason, n in lost.items()) or "none"
+    style = "red" if lost else "green"
+    coerced = status.dropped.get("coerced_values", 0)
+    console.print(f"recorder spool {spool}: {status.written:,} events written by "
+                  f"{status.processes} process(es); [{style}]not written: {text}[/{style}]"
+                  + (f"; {coerced:,} values written as text (not JSON-able)" if coerced else ""))
