@@ -222,10 +222,13 @@ def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until:
               help="Largest request body accepted, after decompression (413 above).")
 @click.option("--queue-bytes", default=DEFAULT_QUEUE_BYTES, show_default=True,
               help="Bytes of request bodies held at once; beyond it clients get 429/UNAVAILABLE.")
+@click.option("--spool", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also ingest a telltale.recorder spool directory as its segments finish.")
 @click.pass_context
 @user_errors
 def serve(ctx: click.Context, host: str, port: int, grpc_port: int, no_grpc: bool,
-          token: str | None, max_request_bytes: int, queue_bytes: int) -> None:
+          token: str | None, max_request_bytes: int, queue_bytes: int,
+          spool: Path | None) -> None:
     """Receive OTLP over HTTP (:4318) and gRPC (:4317) into the store, until SIGTERM/SIGINT.
 
     A record is acknowledged only once committed. Other telltale commands on the same --db
@@ -234,7 +237,7 @@ def serve(ctx: click.Context, host: str, port: int, grpc_port: int, no_grpc: boo
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     options = ServeOptions(host=host, port=port, grpc_port=grpc_port, token=token or None,
                            max_request_bytes=max_request_bytes, queue_bytes=queue_bytes,
-                           grpc=not no_grpc)
+                           grpc=not no_grpc, spool=spool)
     ctx.exit(run_server(settings_of(ctx), options))
 
 

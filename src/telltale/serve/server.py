@@ -28,6 +28,7 @@ from telltale.serve.grpc_server import start_grpc
 from telltale.serve.http import build_app
 from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES, Receiver
 from telltale.serve.remote import address_file, remote_routes
+from telltale.serve.spool_watch import SpoolWatcher
 from telltale.serve.stats import ReceiverStats
 from telltale.settings import Settings
 from telltale.store import Store
@@ -44,6 +45,7 @@ class ServeOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     grpc: bool = True
+    spool: Path | None = None  # a telltale.recorder spool to ingest as segments finish
 
 
 def is_loopback(host: str) -> bool:
@@ -113,6 +115,9 @@ def run(settings: Settings, options: ServeOptions) -> int:
     committer = Committer(store, budget, stats)
     receiver = Receiver(committer, budget, stats, options.token, options.max_request_bytes)
     committer.start()
+    watcher = SpoolWatcher(options.spool, committer) if options.spool else None
+    if watcher is not None:
+        watcher.start()
     http_sock = _bind(options.host, options.port)
     grpc_server = None
     grpc_port = None
@@ -135,6 +140,8 @@ def run(settings: Settings, options: ServeOptions) -> int:
     finally:
         if grpc_server is not None:
             grpc_server.stop(grace=10).wait()
+        if watcher is not None:
+            watcher.stop()
         committer.stop()
         store.close()
         _remove(addr_path)
