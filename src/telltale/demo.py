@@ -16,8 +16,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from telltale.analyses.ci import flaky as ci_flaky
 from telltale.analyses.overview import overview
+from telltale.analyses.patterns import n_plus_one
 from telltale.analyses.quality import GroupBy, quality
+from telltale.analyses.regression import VersionSplit, regressions
+from telltale.analyses.scope import Scope
 from telltale.ingest import ingest_paths
 from telltale.model import QualityFlag
 from telltale.render import ingest as render_ingest
@@ -62,6 +66,9 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
         render_quality.print_table(report, console)
         by_service = quality(store, by=GroupBy.SERVICE)
         view = overview(store, since=config.start_ns, until=end + 60 * 1_000_000_000)
+        versions = regressions(store, VersionSplit(Scope()))
+        repeats = n_plus_one(store)
+        flaky_jobs = ci_flaky(store, Scope(), min_commits=1)
 
     console.rule("[b]what telltale found")
     t = Table(title="services (slowest p95 first)")
@@ -86,6 +93,19 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
     for h in view.hotspots[:1]:
         findings.append(f"errors in {h.service} '{h.operation}' concentrate on {h.key}={h.value}:"
                         f" {h.errors:,} of {h.spans:,} such spans fail ({h.error_rate:.1%})")
+    for c in versions.significant[:1]:
+        ratio = c.p95_ratio
+        findings.append(f"{c.service} '{c.operation}' got slower from {c.labels[0]} to "
+                        f"{c.labels[1]}: p95 {(c.p95_ns[0] or 0) / 1e6:.0f} → "
+                        f"{(c.p95_ns[1] or 0) / 1e6:.0f} ms"
+                        + (f" (×{ratio:.1f}, Mann–Whitney q < 0.01)" if ratio else ""))
+    for r in repeats.findings[:1]:
+        findings.append(f"N+1: {r.parent_service} '{r.parent_operation}' calls {r.service} "
+                        f"'{r.operation}' up to {r.max_repeats}× per request "
+                        f"({r.occurrences:,} requests, e.g. trace {r.examples[0]})")
+    for row in flaky_jobs.rows[:1]:
+        findings.append(f"CI job {row['workflow']}/{row['job']} is flaky: it passed and failed "
+                        f"on the same commit ({row['flaky_commits']} of {row['commits']} commits)")
     for span in view.open_spans[:3]:
         who = span.attributes.get("agent.worker") or span.attributes.get("agent.task") or span.name
         findings.append(f"{span.service} '{span.name}' ({who}) started at "
