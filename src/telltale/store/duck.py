@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,35 +17,8 @@ from telltale.normalize.anyvalue import go_float
 from telltale.normalize.staging import PART, Decoded, with_part
 from telltale.settings import EARLIEST_VALID_NS, Settings
 from telltale.store import otlp_json, otlp_proto, schema, validate
-
-_ARROW_TO_DUCK = {
-    pa.string(): "VARCHAR",
-    pa.int64(): "BIGINT",
-    pa.uint64(): "UBIGINT",
-    pa.float64(): "DOUBLE",
-    pa.bool_(): "BOOLEAN",
-}
-
-
-def _duck_type(t: pa.DataType) -> str:
-    if t in _ARROW_TO_DUCK:
-        return _ARROW_TO_DUCK[t]
-    if pa.types.is_map(t):
-        return f"MAP({_duck_type(t.key_type)}, {_duck_type(t.item_type)})"
-    if pa.types.is_list(t):
-        return f"{_duck_type(t.value_type)}[]"
-    if pa.types.is_struct(t):
-        inner = ", ".join(f"{f.name} {_duck_type(f.type)}" for f in t)
-        return f"STRUCT({inner})"
-    raise TypeError(f"no DuckDB type for {t}")
-
-
-def _create_temp(name: str, arrow_schema: pa.Schema) -> str:
-    """A staging table: the Arrow schema's columns, then which part of a grouped commit each
-    row belongs to and (for engine-decoded JSON lines) its line number."""
-    cols = ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in arrow_schema)
-    return f"CREATE OR REPLACE TEMP TABLE {name} ({cols}, Part INTEGER, LineNo BIGINT)"
-
+from telltale.store.batches import BatchReport, BatchSource
+from telltale.store.staging_tables import concat, create_temp, staging_names
 
 # Per metric type, the columns after the common ones (in table order).
 _METRIC_VALUE_COLUMNS = {
@@ -65,30 +36,6 @@ class StoreLockedError(RuntimeError):
 
 class StoreError(RuntimeError):
     """The database file cannot be used (not a DuckDB file, newer schema...)."""
-
-
-@dataclass
-class BatchReport:
-    """What one committed source contributed: read = stored + quarantined, always."""
-
-    source: str
-    format: str
-    batch_id: int | None = None
-    stored: Counter[Signal] = field(default_factory=Counter)
-    quarantined: Counter[QuarantineReason] = field(default_factory=Counter)
-    already_ingested: bool = False
-
-    @property
-    def records_read(self) -> int:
-        return sum(self.stored.values()) + sum(self.quarantined.values())
-
-    @property
-    def total_stored(self) -> int:
-        return sum(self.stored.values())
-
-    @property
-    def total_quarantined(self) -> int:
-        return sum(self.quarantined.values())
 
 
 class Store:
@@ -232,7 +179,7 @@ class Store:
             return reports
         con = self.con
         self._ensure_staging()
-        filled: set[str] = set(_staging_names())  # until staging says which it filled
+        filled: set[str] = set(staging_names())  # until staging says which it filled
         con.begin()
         try:
             base = int(con.execute(
@@ -286,10 +233,10 @@ class Store:
         transaction cost more than a small commit's real work."""
         if self._staging_ready:
             return
-        self.con.execute(_create_temp("stg_spans", staging.SPANS))
-        self.con.execute(_create_temp("stg_logs", staging.LOGS))
+        self.con.execute(create_temp("stg_spans", staging.SPANS))
+        self.con.execute(create_temp("stg_logs", staging.LOGS))
         for kind, sch in staging.METRICS.items():
-            self.con.execute(_create_temp(f"stg_metrics_{kind}", sch))
+            self.con.execute(create_temp(f"stg_metrics_{kind}", sch))
         self._staging_ready = True
 
     def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
@@ -304,12 +251,12 @@ class Store:
         filled.update(f"stg_metrics_{kind}" for kind, tables in decoded.metrics.items() if tables)
         # One insert per staging table: many small inserts cost far more than one concat.
         if decoded.spans:
-            self._append("stg_spans", _concat(decoded.spans))
+            self._append("stg_spans", concat(decoded.spans))
         if decoded.logs:
-            self._append("stg_logs", _concat(decoded.logs))
+            self._append("stg_logs", concat(decoded.logs))
         for kind, tables in decoded.metrics.items():
             if tables:
-                self._append(f"stg_metrics_{kind}", _concat(tables))
+                self._append(f"stg_metrics_{kind}", concat(tables))
         for traces in decoded.proto_traces:
             con.register("tt_proto_spans", traces.spans)
             con.register("tt_proto_res", traces.resources)
@@ -325,7 +272,7 @@ class Store:
         ):
             if lines:
                 # Small record batches let DuckDB spread the JSON work over all threads.
-                tbl = _concat(lines)
+                tbl = concat(lines)
                 tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
                 batches = tbl.to_batches(max_chunksize=16)
                 con.register("tt_lines_view", pa.Table.from_batches(batches))
@@ -400,27 +347,6 @@ class Store:
         """Run a read query from the store layer's own SQL (analyses call named methods)."""
         return self.con.execute(sql, params or []).fetchall()
 
-
-
-@dataclass(frozen=True)
-class BatchSource:
-    """One part of a commit: where it came from, how it was read, and its idempotency key."""
-
-    source: str
-    fmt: str
-    content_hash: str
-
-
-def _staging_names() -> list[str]:
-    return ["stg_spans", "stg_logs", *(f"stg_metrics_{k}" for k in MetricType)]
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate staged tables, some tagged with their part and some not (part 0)."""
-    if any(PART in t.column_names for t in tables) and not all(
-            PART in t.column_names for t in tables):
-        tables = [t if PART in t.column_names else with_part(t, 0) for t in tables]
-    return pa.concat_tables(tables)
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:

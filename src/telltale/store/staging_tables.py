@@ -1,0 +1,48 @@
+"""Staging tables: Arrow staging schemas as DuckDB temp tables, and how staged parts concatenate."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from telltale.model import MetricType
+from telltale.normalize.staging import PART, with_part
+
+_ARROW_TO_DUCK = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.uint64(): "UBIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+def duck_type(t: pa.DataType) -> str:
+    if t in _ARROW_TO_DUCK:
+        return _ARROW_TO_DUCK[t]
+    if pa.types.is_map(t):
+        return f"MAP({duck_type(t.key_type)}, {duck_type(t.item_type)})"
+    if pa.types.is_list(t):
+        return f"{duck_type(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        inner = ", ".join(f"{f.name} {duck_type(f.type)}" for f in t)
+        return f"STRUCT({inner})"
+    raise TypeError(f"no DuckDB type for {t}")
+
+
+def create_temp(name: str, arrow_schema: pa.Schema) -> str:
+    """A staging table: the Arrow schema's columns, then which part of a grouped commit each
+    row belongs to and (for engine-decoded JSON lines) its line number."""
+    cols = ", ".join(f'"{f.name}" {duck_type(f.type)}' for f in arrow_schema)
+    return f"CREATE OR REPLACE TEMP TABLE {name} ({cols}, Part INTEGER, LineNo BIGINT)"
+
+
+def staging_names() -> list[str]:
+    return ["stg_spans", "stg_logs", *(f"stg_metrics_{k}" for k in MetricType)]
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate staged tables, some tagged with their part and some not (part 0)."""
+    if any(PART in t.column_names for t in tables) and not all(
+            PART in t.column_names for t in tables):
+        tables = [t if PART in t.column_names else with_part(t, 0) for t in tables]
+    return pa.concat_tables(tables)
