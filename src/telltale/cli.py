@@ -36,7 +36,7 @@ from telltale.store.duck import StoreError
 from telltale.window import parse_duration, resolve
 
 # Each module under telltale/commands/ adds its commands to `main`.
-COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "agents", "ci"]
+COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "agents", "ci"]
 
 
 class _Root(click.Group):
