@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from telltale.ingest import SourceResult, ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
+from telltale.normalize.log_follow import follow as follow_log
+from telltale.normalize.options import DecodeOptions
 from telltale.recorder import ENV_SPOOL, read_status
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
@@ -99,10 +102,19 @@ def _load_mapping(value: str | None) -> dict[str, Any] | None:
               help="Signal of OTLP protobuf input when the file name does not say.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Summary format.")
+@click.option("--pattern", help="Logs: a regex with named groups (time, level, message, logger, "
+              "trace_id, span_id, service; others become attributes).")
+@click.option("--multiline-start", help="Logs: a regex a record's first line matches (other "
+              "lines fold into the record before); 'line' makes every line a record.")
+@click.option("--timezone", help="Logs: zone of timestamps that carry none (e.g. Europe/Paris).")
+@click.option("--year", type=int, help="Logs: year of timestamps that carry none (syslog).")
+@click.option("--follow", is_flag=True, help="Logs: keep reading one growing file (rotation-aware) "
+              "until interrupted.")
 @click.pass_context
 @user_errors
 def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | None,
-           signal: str | None, output: str) -> None:
+           signal: str | None, output: str, pattern: str | None, multiline_start: str | None,
+           timezone: str | None, year: int | None, follow: bool) -> None:
     """Ingest files, directories, globs or - (stdin); .gz is read transparently.
 
     Every record is stored or quarantined with a reason; re-ingesting the same content stores
@@ -112,7 +124,16 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
     console = Console(stderr=output == "json")
     started = time.perf_counter()
     sources = expand(paths)  # a bad path fails here, before the store file is created
+    log_options = {"pattern": pattern, "multiline_start": multiline_start,
+                   "timezone": timezone, "year": year}
     parsed_mapping = _load_mapping(mapping)
+    if any(v is not None for v in log_options.values()):
+        parsed_mapping = {**(parsed_mapping or {}),
+                          **{k: v for k, v in log_options.items() if v is not None}}
+        fmt = Format.LOG_TEXT.value if fmt == Format.AUTO.value else fmt
+    if follow:
+        _follow(ctx, sources, fmt, parsed_mapping, console)
+        return
     total = sum(src.size for src in sources)
     server = find_server(settings.db_path) if _locked(settings) else None
     if server is not None:
@@ -133,6 +154,30 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
         results = ingest_sources(store, sources, fmt=Format(fmt), mapping=parsed_mapping,
                                  signal=Signal(signal) if signal else None, on_progress=advance)
     _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
+
+
+def _follow(ctx: click.Context, sources: list[FileSource], fmt: str,
+            mapping: dict[str, Any] | None, console: Console) -> None:
+    """`ingest --follow`: tail one log file into the store until Ctrl-C (then exit 0)."""
+    if len(sources) != 1 or sources[0].name == "-":
+        raise click.UsageError("--follow takes exactly one file")
+    settings = settings_of(ctx)
+    path = sources[0].name
+    fmt = Format.LOG_TEXT.value if fmt == Format.AUTO.value else fmt
+    stopping: list[bool] = []
+    # SIGTERM (a service manager) and Ctrl-C both end the loop after the current poll, so
+    # what was read is committed and the summary printed.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    console.print(f"following {path} into {settings.db_path} (Ctrl-C to stop)")
+    with Store(settings.db_path, settings=settings) as store:
+        state = follow_log(store, path, fmt=fmt,
+                           options=DecodeOptions(source=path, mapping=mapping or {}),
+                           stop=lambda: bool(stopping))
+    stored = sum(r.total_stored for r in state.reports)
+    quarantined = sum(r.total_quarantined for r in state.reports)
+    console.print(f"stored {stored:,} records, quarantined {quarantined:,} "
+                  f"({state.rotations} rotations)")
 
 
 def _locked(settings: Settings) -> bool:

@@ -37,6 +37,9 @@ _DECODER_MODULES = {
     Format.RECORDER_JSONL: "telltale.normalize.recorder",
     Format.GITHUB_ACTIONS: "telltale.normalize.ci_github",
     Format.CI_JSONL: "telltale.normalize.ci_jsonl",
+    Format.LOG_TEXT: "telltale.normalize.text_logs",
+    Format.LOG_JSONL: "telltale.normalize.json_logs",
+    Format.SYSLOG: "telltale.normalize.syslog",
 }
 
 

@@ -108,3 +108,6 @@ class Format(StrEnum):
     RECORDER_JSONL = "recorder-jsonl"  # telltale.recorder spool segments
     GITHUB_ACTIONS = "github-actions"  # workflow runs/jobs: REST API, `gh --json`, webhooks
     CI_JSONL = "ci-jsonl"  # generic CI runs/jobs/steps, one per line (docs/ci.md)
+    LOG_TEXT = "log"  # plain-text logs (multi-line records folded), or --pattern
+    LOG_JSONL = "log-jsonl"  # JSON-lines logs (time/level/message fields found by name)
+    SYSLOG = "syslog"  # RFC 3164 / RFC 5424 lines

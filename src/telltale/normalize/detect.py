@@ -10,8 +10,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+import orjson
+
 from telltale.model import Format
+from telltale.normalize import json_logs, syslog, text_logs
 from telltale.normalize.ci_spans import sniff as sniff_ci
+from telltale.normalize.options import DecodeOptions
 
 HEAD_BYTES = 256 * 1024
 _MAX_LINES = 50
@@ -19,6 +23,22 @@ _OTLP_KEYS = re.compile(rb'"(resourceSpans|resourceLogs|resourceMetrics)"')
 _JAEGER = re.compile(rb'"traceID"\s*:')
 _JAEGER_SPANS = re.compile(rb'"(spans|operationName)"\s*:')
 _ZIPKIN = re.compile(rb'"traceId"\s*:.*"id"\s*:|"id"\s*:.*"traceId"\s*:', re.S)
+
+
+def _json_log(line: bytes) -> bool:
+    """A JSON line that reads as a log record for auto-detection: a message and a level.
+
+    Stricter than the decoder's own test: event streams (agent spawns, structlog-like
+    `{"ts", "event", ...}` lines) have a time and a message-like field too, and are read with
+    an events mapping unless the lines say how severe they are."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    roles = json_logs.find_fields(doc, {})
+    return "message" in roles and "level" in roles
 
 
 class DetectionError(ValueError):
@@ -106,7 +126,8 @@ def _detect_text(head: bytes, name: str) -> Detection:
         votes: Counter[Format] = Counter()
         for line in lines:
             if line.lstrip().startswith(b"{"):
-                votes[_json_kind(line) or Format.EVENTS_JSONL] += 1
+                votes[_json_kind(line) or (Format.LOG_JSONL if _json_log(line)
+                                           else Format.EVENTS_JSONL)] += 1
         whole = _json_kind(body)
         # A pretty-printed document splits its keys over lines: judge it as a whole.
         if whole is not None and (len(lines) == 1 or votes[whole] == 0 or not lines[0].rstrip()
@@ -120,6 +141,17 @@ def _detect_text(head: bytes, name: str) -> Detection:
         if votes:
             fmt, count = votes.most_common(1)[0]
             return Detection(fmt, f"JSON lines: {count} of {len(lines)} sampled lines are {fmt}")
+    # Log lines before CSV: a log message may well hold two commas.
+    texts = [ln.decode(errors="replace") for ln in lines]
+    if texts and sum(syslog.looks_like(t) for t in texts) > len(texts) // 2:
+        return Detection(Format.SYSLOG, f"syslog: {len(texts)} sampled lines")
+    starts = text_logs.record_start(DecodeOptions())
+    # Stack traces and continuation lines can outnumber the records' first lines: the file's
+    # first line must start a record, and at least a fifth of the lines do.
+    n_starts = sum(starts(t) for t in texts)
+    if texts and starts(texts[0]) and n_starts * 5 >= len(texts):
+        return Detection(Format.LOG_TEXT, f"log lines: {n_starts} of {len(texts)} sampled lines "
+                         "start a record (a time or a level)")
     header = lines[0] if lines else b""
     if header.count(b",") >= 2 and not header.lstrip().startswith(b"{"):
         return Detection(Format.CSV_SPANS, f"CSV with header {header[:80].decode(errors='replace')!r}")

@@ -1,0 +1,137 @@
+"""`ingest --follow`: tail a growing log file into the store, surviving rotation.
+
+Each poll reads what was appended and commits the complete records in it (one batch per
+commit, keyed by file identity + offset, so a restart never stores a chunk twice). The last
+record is held back until the next one starts or the file has been quiet for `quiet_s`, so a
+stack trace still being written is not cut in two. Rotation: when the path names a new inode,
+the old file is drained first and the new one read from its start; a file that shrank
+(truncated in place, `copytruncate`) is read again from its start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from telltale.normalize import text_logs
+from telltale.normalize.options import DecodeOptions
+from telltale.normalize.staging import Decoded
+from telltale.store.batches import BatchReport
+
+
+class Committer(Protocol):
+    def commit(self, decoded: Decoded, *, source: str, fmt: str,
+               content_hash: str) -> BatchReport: ...
+
+
+@dataclass
+class FollowState:
+    """Where the follower is: open file, its inode, byte offset, line number, unsent bytes."""
+
+    reports: list[BatchReport] = field(default_factory=list)
+    rotations: int = 0
+    handle: BinaryIO | None = None
+    inode: int = -1
+    offset: int = 0  # bytes of the current file already committed
+    line: int = 1  # number of the first uncommitted line
+    pending: bytes = b""
+    last_data: float = 0.0
+
+
+class _Follower:
+    def __init__(self, store: Committer, path: Path, options: DecodeOptions, quiet_s: float,
+                 fmt: str) -> None:
+        self.store, self.path, self.options, self.quiet_s, self.fmt = store, path, options, quiet_s, fmt
+        self.starts = text_logs.record_start(options)
+        self.state = FollowState(last_data=time.monotonic())
+
+    def open(self) -> None:
+        s = self.state
+        if s.handle is not None:
+            s.handle.close()
+        s.handle = self.path.open("rb")
+        s.inode, s.offset, s.line, s.pending = os.fstat(s.handle.fileno()).st_ino, 0, 1, b""
+
+    def _commit(self, data: bytes) -> None:
+        s = self.state
+        if data.strip():
+            digest = hashlib.sha256(data).hexdigest()[:32]
+            options = DecodeOptions(source=str(self.path), mapping=self.options.mapping,
+                                    first_line=s.line)
+            s.reports.append(self.store.commit(
+                text_logs.decode(data, options), source=f"{self.path}:{s.line}", fmt=self.fmt,
+                content_hash=f"follow:{s.inode}:{s.offset}:{digest}"))
+        s.offset += len(data)
+        s.line += data.count(b"\n")
+
+    def drain(self, final: bool) -> None:
+        """Read what was appended; commit complete records (all of it when `final`/quiet)."""
+        s = self.state
+        assert s.handle is not None
+        fresh = s.handle.read()
+        now = time.monotonic()
+        if fresh:
+            s.pending += fresh
+            s.last_data = now
+        cut = len(s.pending) if final else s.pending.rfind(b"\n") + 1
+        if not final and now - s.last_data < self.quiet_s:
+            cut = self._last_start(s.pending[:cut])
+        if cut > 0:
+            chunk, s.pending = s.pending[:cut], s.pending[cut:]
+            self._commit(chunk)
+
+    def _last_start(self, complete: bytes) -> int:
+        """Offset of the last line that starts a record: what follows may still grow."""
+        end = len(complete)
+        while end > 0:
+            begin = complete.rfind(b"\n", 0, end - 1) + 1
+            if self.starts(complete[begin:end].decode("utf-8", "replace").rstrip("\r\n")):
+                return begin
+            end = begin
+        return 0
+
+    def poll(self) -> None:
+        s = self.state
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:  # between rename and re-create: keep the old file
+            self.drain(final=False)
+            return
+        if stat.st_ino != s.inode:
+            self.drain(final=True)
+            self.open()
+            s.rotations += 1
+        elif stat.st_size < s.offset + len(s.pending):  # truncated: what was read is whole
+            self.drain(final=True)
+            assert s.handle is not None
+            s.handle.seek(0)
+            s.offset, s.line, s.pending = 0, 1, b""
+            s.rotations += 1
+        self.drain(final=False)
+
+
+def follow(store: Committer, path: str | Path, *, options: DecodeOptions | None = None,
+           poll_s: float = 1.0, quiet_s: float = 2.0, from_end: bool = False,
+           stop: Callable[[], bool] = lambda: False, fmt: str = "log") -> FollowState:
+    """Tail `path` into `store` until `stop()` is true; returns what was committed.
+
+    `from_end` starts at the current end (only new lines), as `tail -f` does."""
+    follower = _Follower(store, Path(path), options or DecodeOptions(source=str(path)), quiet_s, fmt)
+    follower.open()
+    state = follower.state
+    if from_end and state.handle is not None:
+        state.offset = state.handle.seek(0, os.SEEK_END)
+    while True:
+        follower.poll()
+        if stop():
+            break
+        time.sleep(poll_s)
+    follower.drain(final=True)
+    if state.handle is not None:
+        state.handle.close()
+    return state
