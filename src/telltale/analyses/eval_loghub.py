@@ -123,9 +123,9 @@ def _telltale(messages: list[str]) -> list[int]:
 def drain3_parser() -> Callable[[list[str]], list[Any]] | None:
     """drain3 with its default TemplateMiner config plus the usual masking, or None if absent."""
     try:
-        from drain3 import TemplateMiner as Drain3  # type: ignore[import-untyped]
-        from drain3.masking import MaskingInstruction  # type: ignore[import-untyped]
-        from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[import-untyped]
+        from drain3 import TemplateMiner as Drain3
+        from drain3.masking import MaskingInstruction
+        from drain3.template_miner_config import TemplateMinerConfig
     except ImportError:
         return None
 
