@@ -30,6 +30,7 @@ from telltale.analyses.quality import GroupBy, quality
 from telltale.ingest import ingest_bytes, ingest_paths
 from telltale.model import Format, QualityFlag, Signal
 from telltale.model import QuarantineReason as Q
+from telltale.normalize.staging import Decoded
 from telltale.settings import EARLIEST_VALID_NS, Settings
 from telltale.store import Store, StoreLockedError, schema
 from telltale.store.duck import StoreError
@@ -434,3 +435,13 @@ def test_read_only_store_refuses_writes(db_path: Path) -> None:
     Store(db_path, settings=pinned_settings(db_path)).close()
     with Store(db_path, read_only=True) as s, pytest.raises(StoreError, match="read-only"):
         ingest_bytes(s, jsonl([trace_request([GOOD])]), source="x.jsonl")
+
+
+def test_two_stores_on_one_file_in_one_process(tmp_path: Path) -> None:
+    """DuckDB shares one database instance per file within a process; a second Store on the
+    same file (a library user, a forwarded command) must open, not fail on its functions."""
+    path = tmp_path / "two.duckdb"
+    with Store(path) as first:
+        first.commit(Decoded(), source="x", fmt="none", content_hash="x")
+    with Store(path, read_only=True) as a, Store(path, read_only=True) as b:
+        assert a.schema_version() == b.schema_version() == len(schema.MIGRATIONS)

@@ -71,12 +71,19 @@ class Store:
             raise
 
     def _register_functions(self) -> None:
-        self.con.create_function(otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"],
-                                 "VARCHAR", side_effects=False)
-        self.con.create_function(otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR",
-                                 side_effects=False)
-        self.con.create_function(otlp_proto.COMPLEX_UDF_NAME, otlp_proto.complex_value_udf,
-                                 ["BLOB[]", "BOOLEAN"], "VARCHAR", side_effects=False)
+        functions: list[tuple[str, Any, Any]] = [
+            (otlp_json.UDF_NAME, otlp_json.complex_value_udf, ["VARCHAR"]),
+            (otlp_json.FLOAT_UDF_NAME, go_float, ["DOUBLE"]),
+            (otlp_proto.COMPLEX_UDF_NAME, otlp_proto.complex_value_udf, ["BLOB[]", "BOOLEAN"]),
+        ]
+        for name, fn, params in functions:
+            try:
+                self.con.create_function(name, fn, params, "VARCHAR", side_effects=False)
+            except duckdb.CatalogException as exc:
+                # Two Stores on one file in one process share DuckDB's database instance,
+                # whose catalog already has them from the first.
+                if "already exists" not in str(exc):
+                    raise
 
     def __enter__(self) -> Store:
         return self
