@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telltale.settings import Settings
+from telltale.sim import SimConfig, SimResult, simulate
 from telltale.store import Store
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,6 +61,27 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
     with Store(db_path, settings=pinned_settings(db_path)) as s:
+        yield s
+
+
+# One 10-minute simulation (every injected incident) shared by the analyses' tests: simulated
+# and committed once per test run, then only read.
+@pytest.fixture(scope="session")
+def sim() -> SimResult:
+    return simulate(SimConfig(duration_s=600))
+
+
+@pytest.fixture(scope="session")
+def sim_db(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "sim.duckdb"
+    with Store(path) as s:
+        s.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim_store(sim_db: Path) -> Iterator[Store]:
+    with Store(sim_db, read_only=True) as s:
         yield s
 
 

@@ -19,7 +19,7 @@ from telltale.cli import main
 from telltale.ingest import ingest_bytes
 from telltale.render.rows import to_json
 from telltale.settings import ENV_DB
-from telltale.sim import SimConfig, SimResult, simulate
+from telltale.sim import SimResult
 from telltale.store import Store
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -113,25 +113,6 @@ def test_empty_selection_and_no_match(shop: Store) -> None:
 
 
 # -- the simulator ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_db(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Path:
-    path = tmp_path_factory.mktemp("cmp") / "sim.duckdb"
-    with Store(path) as s:
-        s.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-    return path
-
-
-@pytest.fixture
-def sim_store(sim_db: Path) -> Iterator[Store]:
-    with Store(sim_db, read_only=True) as s:
-        yield s
 
 
 def _incident(sim: SimResult, kind: str) -> dict[str, Any]:

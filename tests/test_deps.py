@@ -19,7 +19,7 @@ from telltale.analyses.scope import Scope
 from telltale.cli import main
 from telltale.ingest import ingest_bytes
 from telltale.settings import ENV_DB
-from telltale.sim import SimConfig, SimResult, simulate
+from telltale.sim import SimResult
 from telltale.sim.templates import Node
 from telltale.sim.topology import flows
 from telltale.store import Store
@@ -184,18 +184,6 @@ def test_cli_operation_json_is_golden(tmp_path: Path) -> None:
 
 
 # -- the simulator ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_store(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Iterator[Store]:
-    with Store(tmp_path_factory.mktemp("sim") / "s.duckdb") as store:
-        store.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-        yield store
 
 
 def _topology() -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:

@@ -19,7 +19,7 @@ from telltale.analyses.scope import Scope
 from telltale.cli import main
 from telltale.ingest import ingest_bytes
 from telltale.settings import ENV_DB
-from telltale.sim import SimConfig, SimResult, simulate
+from telltale.sim import SimResult
 from telltale.store import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "heatmap_small.json"
@@ -126,18 +126,6 @@ def test_cli_json_is_golden_and_csv_is_long(tmp_path: Path) -> None:
 
 
 # -- the simulator ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_store(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Iterator[Store]:
-    with Store(tmp_path_factory.mktemp("sim") / "s.duckdb") as store:
-        store.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-        yield store
 
 
 def test_every_span_lands_in_one_cell(sim_store: Store) -> None:

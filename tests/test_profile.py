@@ -18,7 +18,7 @@ from telltale.analyses.scope import Scope
 from telltale.cli import main
 from telltale.ingest import ingest_bytes
 from telltale.settings import ENV_DB
-from telltale.sim import SimConfig, SimResult, simulate
+from telltale.sim import SimResult
 from telltale.store import Store
 
 SERVER, CLIENT = 2, 3
@@ -152,19 +152,6 @@ def test_cli_profile_and_span_rank(tmp_path: Path) -> None:
 
 
 # -- the simulator ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_store(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Iterator[Store]:
-    db = tmp_path_factory.mktemp("sim") / "s.duckdb"
-    with Store(db) as store:
-        store.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-        yield store
 
 
 def _incident(sim: SimResult, kind: str) -> dict[str, Any]:

@@ -197,25 +197,6 @@ def test_overlapping_windows_are_refused(envs: Store) -> None:
 # -- the simulator ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_db(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Path:
-    path = tmp_path_factory.mktemp("reg") / "sim.duckdb"
-    with Store(path) as s:
-        s.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-    return path
-
-
-@pytest.fixture
-def sim_store(sim_db: Path) -> Iterator[Store]:
-    with Store(sim_db, read_only=True) as s:
-        yield s
-
-
 def _deploy(sim: SimResult) -> dict[str, Any]:
     return next(i for i in sim.truth["incidents"] if i["kind"] == "latency_regression")
 

@@ -18,24 +18,11 @@ from telltale.analyses.scope import Scope
 from telltale.cli import main
 from telltale.normalize import nezha_logs, nezha_metrics
 from telltale.settings import ENV_DB
-from telltale.sim import SimConfig, SimResult, simulate
+from telltale.sim import SimResult
 from telltale.store import Store
 
 NEZHA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nezha" / "trainticket-2023-01-29"
 S = 10**9
-
-
-@pytest.fixture(scope="module")
-def sim() -> SimResult:
-    return simulate(SimConfig(duration_s=600))
-
-
-@pytest.fixture(scope="module")
-def sim_db(tmp_path_factory: pytest.TempPathFactory, sim: SimResult) -> Path:
-    path = tmp_path_factory.mktemp("rc") / "sim.duckdb"
-    with Store(path) as store:
-        store.commit(sim.decoded(), source="sim", fmt="simulator", content_hash="sim")
-    return path
 
 
 def _incident(sim: SimResult, kind: str) -> dict[str, Any]:
