@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from ptars import HandlerPool
 
@@ -40,23 +41,34 @@ def _trace_handler() -> Any:
 
 def _to_batch(frames: list[bytes], prefixes: list[str],
               rejects: list[Reject], parts: list[int]) -> tuple[pa.RecordBatch, list[int]]:
-    """Decode all frames in one call; when one is malformed, find it and quarantine it alone.
+    """Decode all frames in one call, once upb has checked that each is a well-formed request.
 
-    Returns the batch and, per batch row, the index of the frame it came from."""
-    handler = _trace_handler()
-    try:
-        return handler.list_to_record_batch(frames), list(range(len(frames)))
-    except _REJECTED:
-        pass
+    The check (≈ 0.7 µs per span) keeps malformed input away from ptars, which reports some of
+    it as a Rust panic that prints a backtrace on stderr: a receiver's log under a stream of
+    garbage must not fill with those. Returns the batch and, per batch row, the index of the
+    frame it came from."""
     good: list[int] = []
     for i, frame in enumerate(frames):
         try:
-            handler.list_to_record_batch([frame])
+            ExportTraceServiceRequest.FromString(frame)
             good.append(i)
-        except _REJECTED as exc:
+        except DecodeError as exc:
             rejects.append(Reject(Signal.TRACES, prefixes[i], QuarantineReason.UNPARSABLE,
                                   frame.hex()[:65536], f"protobuf: {exc}", part=parts[i]))
-    return handler.list_to_record_batch([frames[i] for i in good]), good
+    handler = _trace_handler()
+    try:
+        return handler.list_to_record_batch([frames[i] for i in good]), good
+    except _REJECTED:
+        pass
+    kept: list[int] = []
+    for i in good:  # upb accepted it but ptars did not: find which, quarantine it alone
+        try:
+            handler.list_to_record_batch([frames[i]])
+            kept.append(i)
+        except _REJECTED as exc:
+            rejects.append(Reject(Signal.TRACES, prefixes[i], QuarantineReason.UNPARSABLE,
+                                  frames[i].hex()[:65536], f"protobuf: {exc}", part=parts[i]))
+    return handler.list_to_record_batch([frames[i] for i in kept]), kept
 
 
 def trace_requests(frames: list[bytes], prefixes: list[str], parts: list[int] | None = None
