@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telltale.analyses.scope import Scope
-from telltale.store.scope_sql import is_error
+from telltale.store.scope_sql import is_error, span_filter
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,10 @@ def by_trace(trace_id: str, group: str = "", prefix: str = "tr") -> Selection:
 def by_scope(scope: Scope, group: str = "", prefix: str = "sc") -> Selection:
     """Roots starting in the window, of the scope's operations (root operation), in traces
     that touch one of the scope's services."""
-    clauses = ["true"]
-    params: dict[str, Any] = {}
-    if scope.since is not None:
-        clauses.append(f"Timestamp >= ${prefix}_since")
-        params[f"{prefix}_since"] = scope.since
-    if scope.until is not None:
-        clauses.append(f"Timestamp < ${prefix}_until")
-        params[f"{prefix}_until"] = scope.until
-    if scope.operations:
-        clauses.append(f"list_contains(${prefix}_ops, SpanName)")
-        params[f"{prefix}_ops"] = list(scope.operations)
+    # The window and operations filter the roots themselves; services select whole traces.
+    where, params = span_filter(Scope(scope.since, scope.until, (), scope.operations),
+                                prefix=prefix)
+    clauses = [where]
     if scope.services:
         clauses.append(f"TraceId IN (SELECT TraceId FROM otel_traces"
                        f" WHERE list_contains(${prefix}_svcs, ServiceName))")
