@@ -6,33 +6,22 @@ usual --since/--until/--last; everything else is in analyses/ci.py and analyses/
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import click
 
 from telltale.analyses import ci
-from telltale.commands.common import FORMATS, emit, open_store, scope_of, settings_of, user_errors
-
-F = TypeVar("F", bound=Callable[..., Any])
+from telltale.commands.common import (
+    emit,
+    open_store,
+    scope_of,
+    settings_of,
+    user_errors,
+    window_options,
+)
 
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the `telltale` group."""
     main.add_command(ci_group)
-
-
-def _window(fn: F) -> F:
-    options = [
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-                     show_default=True),
-        click.option("--since", help="Start: ISO-8601, epoch, or a duration ago (30d)."),
-        click.option("--until", help="End: ISO-8601, epoch, or a duration ago."),
-        click.option("--last", help="Window ending now (or --until): e.g. 7d."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 @click.group("ci")
@@ -42,7 +31,7 @@ def ci_group() -> None:
 
 @ci_group.command("summary")
 @click.option("--level", type=click.Choice([*ci.LEVELS, "all"]), default="job", show_default=True)
-@_window
+@window_options
 @click.pass_context
 @user_errors
 def summary_cmd(ctx: click.Context, level: str, fmt: str, since: str | None, until: str | None,
@@ -55,7 +44,7 @@ def summary_cmd(ctx: click.Context, level: str, fmt: str, since: str | None, unt
 def _periods(period: str) -> click.Command:
     @click.option("--level", type=click.Choice(["run", "job", "step"]), default="run",
                   show_default=True)
-    @_window
+    @window_options
     @click.pass_context
     @user_errors
     def command(ctx: click.Context, level: str, fmt: str, since: str | None, until: str | None,
@@ -75,7 +64,7 @@ ci_group.add_command(_periods("weekly"))
 @ci_group.command("flaky")
 @click.option("--min-commits", default=2, show_default=True,
               help="Commits with both outcomes before a job is listed.")
-@_window
+@window_options
 @click.pass_context
 @user_errors
 def flaky_cmd(ctx: click.Context, min_commits: int, fmt: str, since: str | None,
@@ -94,7 +83,7 @@ def flaky_cmd(ctx: click.Context, min_commits: int, fmt: str, since: str | None,
 @click.option("--rolling", default=20, show_default=True, help="Runs in the rolling mean.")
 @click.option("--streak", default=3, show_default=True, help="Consecutive failures.")
 @click.option("--branch", default="main", show_default=True, help='"" for all branches.')
-@_window
+@window_options
 @click.pass_context
 @user_errors
 def rules_cmd(ctx: click.Context, success_below: float, window: str, min_runs: int, k: float,
@@ -109,7 +98,7 @@ def rules_cmd(ctx: click.Context, success_below: float, window: str, min_runs: i
 @ci_group.command("critical-path")
 @click.option("--workflow", default="", help="Slowest run of this workflow.")
 @click.option("--run-id", default="", help="This run (its latest attempt).")
-@_window
+@window_options
 @click.pass_context
 @user_errors
 def critical_path_cmd(ctx: click.Context, workflow: str, run_id: str, fmt: str,
@@ -129,7 +118,7 @@ def critical_path_cmd(ctx: click.Context, workflow: str, run_id: str, fmt: str,
 @click.option("--evaluate", "evaluate_only", is_flag=True,
               help="Only the time-ordered hold-out evaluation against the baselines.")
 @click.option("--holdout", default=0.25, show_default=True, help="Latest share of runs held out.")
-@_window
+@window_options
 @click.pass_context
 @user_errors
 def predict_cmd(ctx: click.Context, workflow: str | None, branch: str, event: str,

@@ -52,21 +52,27 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def analysis_options(fn: F) -> F:
-    """--format, --since/--until/--last, --service, --operation (repeatable)."""
+def window_options(fn: F) -> F:
+    """--format, --since/--until/--last."""
     options = [
         click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
                      show_default=True),
         click.option("--since", help="Start: ISO-8601, epoch, or a duration ago (30m)."),
         click.option("--until", help="End: ISO-8601, epoch, or a duration ago."),
         click.option("--last", help="Window ending now (or --until): e.g. 1h."),
-        click.option("--service", "services", multiple=True, help="Only this service (repeatable)."),
-        click.option("--operation", "operations", multiple=True,
-                     help="Only this operation / span name (repeatable)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def analysis_options(fn: F) -> F:
+    """The window options, plus --service and --operation (repeatable)."""
+    fn = click.option("--operation", "operations", multiple=True,
+                      help="Only this operation / span name (repeatable).")(fn)
+    fn = click.option("--service", "services", multiple=True,
+                      help="Only this service (repeatable).")(fn)
+    return window_options(fn)
 
 
 def scope_of(ctx: click.Context, since: str | None, until: str | None, last: str | None,
