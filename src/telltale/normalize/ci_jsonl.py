@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from telltale.model import QuarantineReason, Signal, SpanKind
 from telltale.normalize import ci_spans as ci
+from telltale.normalize import json_lines
 from telltale.normalize.fields import attr_text, span_table
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
@@ -92,19 +91,12 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
     """CI JSON lines → staged spans; a line that is not a CI record becomes a reject."""
     out = Decoded()
     rows: list[dict[str, object]] = []
-    for n, line in enumerate(data.split(b"\n"), start=options.first_line):
-        if not line.strip():
-            continue
-        pos, raw = f"line {n}", line.decode("utf-8", "backslashreplace")
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.UNPARSABLE, raw,
-                                      f"not JSON: {exc}"))
-            continue
-        span = _span(rec, pos) if isinstance(rec, dict) else "not a JSON object"
+    for one in json_lines.objects(data, out.rejects, what="a CI record",
+                                  first_line=options.first_line):
+        span = _span(one.record, one.pos)
         if isinstance(span, str):
-            out.rejects.append(Reject(Signal.TRACES, pos, QuarantineReason.BAD_SHAPE, raw, span))
+            out.rejects.append(Reject(Signal.TRACES, one.pos, QuarantineReason.BAD_SHAPE,
+                                      one.text, span))
         else:
             rows.append(span.row())
     if rows:

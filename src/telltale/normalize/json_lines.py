@@ -30,9 +30,11 @@ class Line:
 
 
 def objects(data: bytes, rejects: list[Reject], *, signal: Signal = Signal.TRACES,
-            what: str = "an event object") -> Iterator[Line]:
-    """Each non-blank line that holds one JSON object; the others are appended to `rejects`."""
-    for index, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n")):
+            what: str = "an event object", first_line: int = 1) -> Iterator[Line]:
+    """Each non-blank line that holds one JSON object; the others are appended to `rejects`.
+    `first_line` numbers the data's first line (a chunk of a larger file)."""
+    for index, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"),
+                                start=first_line - 1):
         line = raw.strip()
         if not line:
             continue
