@@ -35,7 +35,6 @@ from telltale.settings import ENV_DB, ENV_TOKEN, Settings
 from telltale.sim.cli import command as simulate_command
 from telltale.sources.files import FileSource, expand
 from telltale.store import Store, StoreLockedError
-from telltale.store.duck import StoreError
 from telltale.window import parse_duration, resolve
 
 # Each module under telltale/commands/ adds its commands to `main`.
@@ -135,14 +134,19 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
         _follow(ctx, sources, fmt, parsed_mapping, console)
         return
     total = sum(src.size for src in sources)
-    server = find_server(settings.db_path) if _locked(settings) else None
-    if server is not None:
+    try:
+        opened = Store(settings.db_path, settings=settings)
+    except StoreLockedError:
+        # Held by a running `serve`: send the bytes through it (one writer, same pipeline).
+        server = find_server(settings.db_path)
+        if server is None:
+            raise
         results = [server.ingest(_read(src), source=src.name, fmt=Format(fmt),
                                  mapping=parsed_mapping, signal=Signal(signal) if signal else None)
                    for src in sources]
         _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
         return
-    with Store(settings.db_path, settings=settings) as store, Progress(
+    with opened as store, Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
     ) as progress:
@@ -178,19 +182,6 @@ def _follow(ctx: click.Context, sources: list[FileSource], fmt: str,
     quarantined = sum(r.total_quarantined for r in state.reports)
     console.print(f"stored {stored:,} records, quarantined {quarantined:,} "
                   f"({state.rotations} rotations)")
-
-
-def _locked(settings: Settings) -> bool:
-    """Is the store file held by another process (a running server, usually)?"""
-    if not settings.db_path.exists():
-        return False
-    try:
-        Store(settings.db_path, settings=settings, read_only=True).close()
-    except StoreLockedError:
-        return True
-    except StoreError:
-        return False
-    return False
 
 
 def _read(src: FileSource) -> bytes:
