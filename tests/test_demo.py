@@ -29,7 +29,7 @@ def demo_run(tmp_path: Path) -> tuple[str, Path, Path]:
 def test_demo_ingests_everything_it_simulated(demo_run: tuple[str, Path, Path]) -> None:
     _, db, out = demo_run
     assert {"traces.jsonl", "logs.jsonl", "metrics.jsonl", "agents.jsonl", BROKEN_FILE,
-            "truth.json"} <= {p.name for p in out.iterdir()}
+            "truth.json", "report.html"} <= {p.name for p in out.iterdir()}
     with Store(db, read_only=True) as store:
         batches = store.query("SELECT Source, Format, RecordsRead, Stored + Quarantined "
                               "FROM telltale_ingest_batches ORDER BY Source")
@@ -44,9 +44,12 @@ def test_demo_ingests_everything_it_simulated(demo_run: tuple[str, Path, Path]) 
 
 
 def test_demo_tells_what_it_found(demo_run: tuple[str, Path, Path]) -> None:
-    output, _, _ = demo_run
+    output, _, out = demo_run
     assert "Trace quality by source" in output
     assert "what telltale found" in output
+    flat = output.replace("\n", "")  # rich wraps long paths at the console width
+    assert f"HTML report (one file, no network needed): {out / 'report.html'}" in flat
+    assert "http://127.0.0.1:8080/" in flat  # how to open the dashboard
     assert "190 broken trace records quarantined" in output
     assert "catalog emits orphan spans" in output  # the simulator's orphan incident
 

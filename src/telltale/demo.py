@@ -26,6 +26,7 @@ from telltale.ingest import ingest_paths
 from telltale.model import QualityFlag
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
+from telltale.report.html import write_report
 from telltale.settings import Settings
 from telltale.sim import SimConfig, simulate, write_files
 from telltale.store import Store
@@ -69,6 +70,9 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
         versions = regressions(store, VersionSplit(Scope()))
         repeats = n_plus_one(store)
         flaky_jobs = ci_flaky(store, Scope(), min_commits=1)
+        report_path = out_dir / "report.html"
+        with console.status("writing the HTML report..."):
+            write_report(store, report_path)
 
     console.rule("[b]what telltale found")
     t = Table(title="services (slowest p95 first)")
@@ -114,7 +118,10 @@ def run(settings: Settings, out_dir: Path, minutes: float, seed: int, console: C
         console.print(f"• {line}")
     console.print("[dim]injected by the simulator (truth.json): " + "; ".join(
         _incident_line(i) for i in result.truth.get("incidents", [])) + "[/dim]")
-    console.print(f"\ndone in {time.perf_counter() - started:.1f}s. Next: "
+    console.print(f"\nHTML report (one file, no network needed): [b]{report_path}[/b]")
+    console.print(f"dashboard, JSON API and Jaeger API: [b]telltale --db {settings.db_path} serve"
+                  f"[/b], then open [b]http://127.0.0.1:8080/[/b]")
+    console.print(f"done in {time.perf_counter() - started:.1f}s. Next: "
                   f"[b]telltale --db {settings.db_path} quality --by service[/b]")
 
 

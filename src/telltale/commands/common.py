@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,12 +45,35 @@ def user_errors(fn: F) -> F:
             server = find_server(settings_of(ctx).db_path)
             if server is None or ctx.command.name in WRITERS:
                 raise click.ClickException(str(exc)) from exc
-            code, output = server.run_cli(ctx.find_root().obj["argv"])
+            code, output = server.run_cli(_absolute_paths(ctx, ctx.find_root().obj["argv"]))
             click.echo(output, nl=False)
             ctx.exit(code)
         except _USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from exc
     return wrapper  # type: ignore[return-value]
+
+
+def _absolute_paths(ctx: click.Context, argv: list[str]) -> list[str]:
+    """The server runs a forwarded command in its own directory: file arguments given
+    relative to ours (`report --html out.html`, a flow spec) are made absolute first."""
+    swap: dict[str, str] = {}
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param.type, click.Path) or value is None:
+            continue
+        for v in value if isinstance(value, tuple | list) else [value]:
+            if str(v) and not os.path.isabs(str(v)):
+                swap[str(v)] = os.path.abspath(str(v))
+    out = []
+    for arg in argv:
+        name, eq, val = arg.partition("=")
+        if arg in swap:
+            out.append(swap[arg])
+        elif eq and name.startswith("--") and val in swap:
+            out.append(f"{name}={swap[val]}")
+        else:
+            out.append(arg)
+    return out
 
 
 def window_options(fn: F) -> F:
