@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telltale.store import Store
-from telltale.store.trace_detail_sql import TRACE_SPANS, search_sql
+from telltale.store.trace_detail_sql import TRACE_SPANS, TRACES_SPANS, search_sql
 
 
 @dataclass(frozen=True)
@@ -98,25 +98,36 @@ def _attrs(value: Any) -> dict[str, str]:
     return dict(value) if value else {}
 
 
+def _span(r: tuple[Any, ...]) -> SpanDetail:
+    return SpanDetail(
+        trace_id=r[0], span_id=r[1], parent_span_id=r[2], trace_state=r[3] or "",
+        name=r[4], kind=r[5], service=r[6], resource=_attrs(r[7]), scope_name=r[8] or "",
+        scope_version=r[9] or "", attributes=_attrs(r[10]), start_ns=int(r[11]),
+        duration_ns=int(r[12]), status_code=r[13], status_message=r[14] or "",
+        events=tuple(SpanEvent(int(e["Timestamp"]), e["Name"] or "", _attrs(e["Attributes"]))
+                     for e in (r[15] or [])),
+        links=tuple(SpanLink(lk["TraceId"], lk["SpanId"], lk["TraceState"] or "",
+                             _attrs(lk["Attributes"])) for lk in (r[16] or [])),
+        error=bool(r[17]))
+
+
 def load_trace(store: Store, trace_id: str) -> TraceDetail | None:
     """The trace's spans, or None when no span of it is stored. Ids are lowercase hex."""
     trace_id = trace_id.strip().lower()
     rows = store.con.execute(TRACE_SPANS, {"trace": trace_id}).fetchall()
     if not rows:
         return None
-    spans = [
-        SpanDetail(
-            trace_id=r[0], span_id=r[1], parent_span_id=r[2], trace_state=r[3] or "",
-            name=r[4], kind=r[5], service=r[6], resource=_attrs(r[7]), scope_name=r[8] or "",
-            scope_version=r[9] or "", attributes=_attrs(r[10]), start_ns=int(r[11]),
-            duration_ns=int(r[12]), status_code=r[13], status_message=r[14] or "",
-            events=tuple(SpanEvent(int(e["Timestamp"]), e["Name"] or "", _attrs(e["Attributes"]))
-                         for e in (r[15] or [])),
-            links=tuple(SpanLink(lk["TraceId"], lk["SpanId"], lk["TraceState"] or "",
-                                 _attrs(lk["Attributes"])) for lk in (r[16] or [])),
-            error=bool(r[17]))
-        for r in rows]
-    return TraceDetail(trace_id, spans)
+    return TraceDetail(trace_id, [_span(r) for r in rows])
+
+
+def load_traces(store: Store, trace_ids: list[str]) -> dict[str, TraceDetail]:
+    """Several traces in one scan (what `load_trace` gives for each), keyed by id; ids with no
+    stored span are absent."""
+    ids = sorted({t.strip().lower() for t in trace_ids})
+    out: dict[str, TraceDetail] = {}
+    for r in store.con.execute(TRACES_SPANS, {"traces": ids}).fetchall():
+        out.setdefault(r[0], TraceDetail(r[0], [])).spans.append(_span(r))
+    return out
 
 
 def search_traces(store: Store, *, service: str | None = None, operation: str | None = None,

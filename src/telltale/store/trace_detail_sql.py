@@ -11,13 +11,23 @@ from typing import Any
 from telltale.store.scope_sql import is_error
 
 # DuckDB returns MAP columns as Python dicts and STRUCT lists as lists of dicts.
-TRACE_SPANS = f"""
-SELECT TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
+_SPAN_COLUMNS = f"""TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName,
     ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Timestamp, Duration,
-    StatusCode, StatusMessage, Events, Links, {is_error()} AS err
+    StatusCode, StatusMessage, Events, Links, {is_error()} AS err"""
+
+TRACE_SPANS = f"""
+SELECT {_SPAN_COLUMNS}
 FROM otel_traces
 WHERE TraceId = $trace
 ORDER BY Timestamp, SpanId, Duration DESC
+"""
+
+# The same for many traces in one scan (a page of search results), grouped by trace.
+TRACES_SPANS = f"""
+SELECT {_SPAN_COLUMNS}
+FROM otel_traces
+WHERE TraceId IN (SELECT unnest($traces))
+ORDER BY TraceId, Timestamp, SpanId, Duration DESC
 """
 
 
