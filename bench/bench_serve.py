@@ -349,7 +349,7 @@ def bench_telltale(args: argparse.Namespace, template: Template, workdir: Path) 
     db = workdir / "bench.duckdb"
     port = free_port()
     with (workdir / "telltale.log").open("wb") as log:
-        proc = subprocess.Popen([*TELLTALE, "--db", str(db), "serve", "--host", "127.0.0.1",
+        proc = subprocess.Popen([*TELLTALE, "--db", str(db), "serve", "--no-ui", "--host", "127.0.0.1",
                                  "--port", str(port), "--no-grpc"], stdout=log, stderr=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", proc, 120)

@@ -101,7 +101,7 @@ class ServerProcess:
         started = time.perf_counter()
         with self.log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [*TELLTALE, "--db", str(self.db), "serve", "--host", "127.0.0.1",
+                [*TELLTALE, "--db", str(self.db), "serve", "--no-ui", "--host", "127.0.0.1",
                  "--port", str(self.port), "--no-grpc"],
                 stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + timeout

@@ -170,7 +170,9 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
         db = tmp_path / f"{name}.duckdb"
         http_port, grpc_port = _free_port(), _free_port()
         log = tmp_path / f"{name}.serve.log"
-        cmd = [*TELLTALE, "--db", str(db), "serve", "--host", "127.0.0.1", "--port",
+        # The dashboard only where a test asks for it (--ui-port), so ports never collide.
+        ui = [] if "--ui-port" in args else ["--no-ui"]
+        cmd = [*TELLTALE, "--db", str(db), "serve", *ui, "--host", "127.0.0.1", "--port",
                str(http_port), "--grpc-port", str(grpc_port), *args]
         if token is not None:
             cmd += ["--token", token]
@@ -873,3 +875,52 @@ def test_sigterm_and_sigint_drain_and_exit_zero(serve: ServeFactory) -> None:
     outcome = {sig.name: (server.stop(sig), server.address_file.exists())
                for sig, server in servers.items()}
     assert outcome == {"SIGTERM": (0, False), "SIGINT": (0, False)}
+
+
+def test_dashboard_and_receiver_share_one_process_and_one_store(serve: ServeFactory) -> None:
+    """What the receiver commits, the dashboard's APIs read at once; each port serves only its
+    own app (no pages on the receiver, no writes through the dashboard)."""
+    ui_port = _free_port()
+    server = serve("--no-grpc", "--ui-port", str(ui_port))
+    ui = f"http://127.0.0.1:{ui_port}"
+    assert json.loads(server.address_file.read_text())["ui"] == ui
+    reply = server.post("traces", proto_spans([(b"\x01" * 16, b"\x02" * 8, "GET /x")],
+                                              service="shop-ui"))
+    assert reply.status_code == 200, reply.text
+    assert "shop-ui" in httpx.get(f"{ui}/api/services", timeout=10).json()["data"]
+    page = httpx.get(f"{ui}/", timeout=30)
+    assert page.status_code == 200 and "shop-ui" in page.text
+    assert httpx.get(f"{server.url}/", timeout=10).status_code == 404
+    assert httpx.post(f"{ui}/v1/traces", content=b"", timeout=10).status_code in (404, 405)
+
+
+def test_no_receiver_serves_the_dashboard_over_a_store_read_only(
+        serve: ServeFactory, tmp_path: Path) -> None:
+    writer = serve("--no-grpc", name="ro")
+    spans = proto_spans([(b"\x03" * 16, b"\x04" * 8, "GET /ro")], service="ro-svc")
+    assert writer.post("traces", spans).status_code == 200
+    writer.stop()
+    ui_port = _free_port()
+    proc = subprocess.Popen([*TELLTALE, "--db", str(writer.db), "serve", "--no-receiver",
+                             "--ui-port", str(ui_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env=_clean_env())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{ui_port}/api/services", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert reply.json()["data"] == ["ro-svc"]
+        assert not writer.address_file.exists()  # nothing to forward writes to
+        # The read-only server holds the file: a writer is told why, in one line.
+        ingest = subprocess.run([*TELLTALE, "--db", str(writer.db), "ingest", "-"],
+                                input=b"{}", capture_output=True, cwd=tmp_path, env=_clean_env())
+        assert ingest.returncode != 0
+        assert len(ingest.stderr.decode().strip().splitlines()) == 1, ingest.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()

@@ -787,7 +787,7 @@ def start_server(db: Path, log: Path, extra: list[str] | None = None) -> Server:
     address = db.with_name(db.name + ".serve.json")
     address.unlink(missing_ok=True)
     with log.open("ab") as err:
-        proc = subprocess.Popen([*TELLTALE, "--db", str(db), "serve", "--port", "0",
+        proc = subprocess.Popen([*TELLTALE, "--db", str(db), "serve", "--no-ui", "--port", "0",
                                  "--grpc-port", "0", *(extra or [])],
                                 stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 30

@@ -38,7 +38,8 @@ from telltale.store import Store, StoreLockedError
 from telltale.window import parse_duration, resolve
 
 # Each module under telltale/commands/ adds its commands to `main`.
-COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "agents", "ci"]
+COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "log_rules", "agents", "ci",
+                   "report"]
 
 
 class _Root(click.Group):
@@ -260,20 +261,31 @@ def quality_cmd(ctx: click.Context, by: str, fmt: str, since: str | None, until:
               help="Bytes of request bodies held at once; beyond it clients get 429/UNAVAILABLE.")
 @click.option("--spool", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also ingest a telltale.recorder spool directory as its segments finish.")
+@click.option("--ui-port", default=8080, show_default=True,
+              help="Port of the web dashboard, its JSON API and the Jaeger query API.")
+@click.option("--no-ui", is_flag=True, help="Do not serve the dashboard.")
+@click.option("--no-receiver", is_flag=True,
+              help="Serve only the dashboard and APIs, over the store opened read-only.")
 @click.pass_context
 @user_errors
 def serve(ctx: click.Context, host: str, port: int, grpc_port: int, no_grpc: bool,
           token: str | None, max_request_bytes: int, queue_bytes: int,
-          spool: Path | None) -> None:
-    """Receive OTLP over HTTP (:4318) and gRPC (:4317) into the store, until SIGTERM/SIGINT.
+          spool: Path | None, ui_port: int, no_ui: bool, no_receiver: bool) -> None:
+    """Receive OTLP over HTTP (:4318) and gRPC (:4317) into the store, and serve the dashboard
+    (:8080), until SIGTERM/SIGINT.
 
     A record is acknowledged only once committed. Other telltale commands on the same --db
     keep working while this runs: they go through this server.
     """
+    if no_receiver and no_ui:
+        raise click.UsageError("--no-receiver and --no-ui together leave nothing to serve")
+    if no_receiver and spool:
+        raise click.UsageError("--spool needs the receiver (it writes); drop --no-receiver")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     options = ServeOptions(host=host, port=port, grpc_port=grpc_port, token=token or None,
                            max_request_bytes=max_request_bytes, queue_bytes=queue_bytes,
-                           grpc=not no_grpc, spool=spool)
+                           grpc=not no_grpc, spool=spool, receiver=not no_receiver,
+                           ui=not no_ui, ui_port=ui_port)
     ctx.exit(run_server(settings_of(ctx), options))
 
 

@@ -1,10 +1,11 @@
-"""`telltale serve`: the store's one writing process, with OTLP/HTTP and OTLP/gRPC receivers.
+"""`telltale serve`: the store's one writing process, with OTLP/HTTP and OTLP/gRPC receivers
+and the web dashboard (pages, JSON API, Jaeger API) on a port of its own.
 
-Start-up opens the store, starts the committer, binds both ports, and records the address
+Start-up opens the store, starts the committer, binds the ports, and records the address
 beside the database (`<db>.serve.json`) so other telltale commands can go through this process
 instead of failing on DuckDB's one-writer lock. SIGTERM / SIGINT stop accepting (uvicorn and
 gRPC), let in-flight requests finish, commit everything queued, remove the address file and
-exit 0.
+exit 0. With `--no-receiver` only the dashboard runs, over the store opened read-only.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telltale.serve.committer import ByteBudget, Committer
 from telltale.serve.grpc_server import start_grpc
@@ -46,6 +49,9 @@ class ServeOptions:
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     grpc: bool = True
     spool: Path | None = None  # a telltale.recorder spool to ingest as segments finish
+    receiver: bool = True  # OTLP receivers and the committer (off: dashboard only, read-only)
+    ui: bool = True
+    ui_port: int = 8080
 
 
 def is_loopback(host: str) -> bool:
@@ -65,6 +71,23 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+class _ByPort:
+    """One uvicorn server listens on the receiver's and the dashboard's sockets; each request
+    goes to the app of the port it arrived on (the receiver never serves pages, and the
+    dashboard never accepts writes)."""
+
+    def __init__(self, apps: dict[int, ASGIApp]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        app = self.apps.get(server[1]) if server else None
+        if app is None:  # not reachable through a bound socket; answer rather than hang
+            await PlainTextResponse("no such port", status_code=404)(scope, receive, send)
+            return
+        await app(scope, receive, send)
 
 
 class _Server(uvicorn.Server):
@@ -108,8 +131,64 @@ def run(settings: Settings, options: ServeOptions) -> int:
     options, notes = effective(options)
     for warning in [*notes, *warnings_for(options)]:
         log.warning(warning)
-    store = Store(settings.db_path, settings=settings)
+    if not options.receiver and not options.ui:
+        raise ValueError("nothing to serve: --no-receiver and --no-ui together")
+    store = Store(settings.db_path, settings=settings, read_only=not options.receiver)
     store.share()
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    apps: dict[int, ASGIApp] = {}
+    sockets: list[socket.socket] = []
+    address: dict[str, object] = {"pid": os.getpid(), "db": str(settings.db_path.resolve()),
+                                  "token_required": bool(options.token)}
+    ui_url = None
+    if options.ui:
+        from telltale.web.app import build_web_app  # the dashboard's imports only when served
+
+        ui_sock = _bind(options.host, options.ui_port)
+        ui_url = f"http://{host}:{ui_sock.getsockname()[1]}"
+        apps[ui_sock.getsockname()[1]] = build_web_app(settings, options.token)
+        sockets.append(ui_sock)
+        address["ui"] = ui_url
+    receiving = _start_receiving(settings, options, store) if options.receiver else None
+    if receiving is not None:
+        http_sock = receiving.http_sock
+        apps[http_sock.getsockname()[1]] = receiving.app
+        sockets.append(http_sock)
+        address["http"] = f"http://{host}:{http_sock.getsockname()[1]}"
+        address["grpc_port"] = receiving.grpc_port
+    addr_path = address_file(settings.db_path)
+    if receiving is not None:  # only a writing server takes other commands' work
+        addr_path.write_text(json.dumps(address))
+    config = uvicorn.Config(_ByPort(apps), log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=30)
+    server = _Server(config)
+    if receiving is not None:
+        log.warning("telltale receiving OTLP/HTTP on %s%s, store %s", address["http"],
+                    f" and OTLP/gRPC on {host}:{receiving.grpc_port}" if receiving.grpc_port
+                    else "", settings.db_path)
+    if ui_url is not None:
+        log.warning("telltale dashboard on %s/ (JSON API %s/api/, Jaeger API %s/api/traces)%s",
+                    ui_url, ui_url, ui_url, "" if options.receiver else ", store read-only")
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if receiving is not None:
+            receiving.stop()
+        store.close()
+        if receiving is not None:
+            _remove(addr_path)
+    return 0
+
+
+@dataclass
+class _Receiving:
+    http_sock: socket.socket
+    app: ASGIApp
+    grpc_port: int | None
+    stop: Callable[[], None]
+
+
+def _start_receiving(settings: Settings, options: ServeOptions, store: Store) -> _Receiving:
     stats = ReceiverStats()
     budget = ByteBudget(options.queue_bytes)
     committer = Committer(store, budget, stats)
@@ -119,33 +198,18 @@ def run(settings: Settings, options: ServeOptions) -> int:
     if watcher is not None:
         watcher.start()
     http_sock = _bind(options.host, options.port)
-    grpc_server = None
-    grpc_port = None
-    if options.grpc:
-        grpc_server, grpc_port = start_grpc(receiver, options.host, options.grpc_port)
-    http_port = http_sock.getsockname()[1]
-    addr_path = address_file(settings.db_path)
-    host = f"[{options.host}]" if ":" in options.host else options.host
-    addr_path.write_text(json.dumps({
-        "pid": os.getpid(), "http": f"http://{host}:{http_port}", "grpc_port": grpc_port,
-        "db": str(settings.db_path.resolve()), "token_required": bool(options.token)}))
-    app = build_app(receiver, remote_routes(receiver, settings))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=30)
-    server = _Server(config)
-    log.warning("telltale receiving OTLP/HTTP on http://%s:%d%s, store %s", host, http_port,
-                f" and OTLP/gRPC on {host}:{grpc_port}" if grpc_port else "", settings.db_path)
-    try:
-        server.run(sockets=[http_sock])
-    finally:
+    grpc_server, grpc_port = (start_grpc(receiver, options.host, options.grpc_port)
+                              if options.grpc else (None, None))
+
+    def stop() -> None:
         if grpc_server is not None:
             grpc_server.stop(grace=10).wait()
         if watcher is not None:
             watcher.stop()
         committer.stop()
-        store.close()
-        _remove(addr_path)
-    return 0
+
+    return _Receiving(http_sock, build_app(receiver, remote_routes(receiver, settings)),
+                      grpc_port, stop)
 
 
 def _remove(path: Path) -> None:
