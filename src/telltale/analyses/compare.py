@@ -89,6 +89,7 @@ class Comparison:
     high_cardinality: list[HighCardinalityKey]
     restated: list[str]  # keys and prefixes left out as restating the selection
     propagated: int = 0  # selected errors whose own child failed (--errors only)
+    log_errors: int = 0  # selected spans failed only by an attached error log (status unset)
 
     def to_rows(self) -> Rows:
         rows = [{"rank": i, "source": v.source, "key": v.key, "value": v.value,
@@ -104,6 +105,9 @@ class Comparison:
         if self.propagated:
             notes.append(f"{self.propagated:,} of the selected errors only pass on a child's failure; "
                          "--origin-errors selects where failures start.")
+        if self.log_errors:
+            notes.append(f"{self.log_errors:,} of the selected errors have no error status: an "
+                         "error-level log is attached to them.")
         if self.high_cardinality:
             keys = ", ".join(f"{h.key} ({h.distinct_values:,})" for h in self.high_cardinality)
             notes.append(f"High-cardinality keys left out (distinct values): {keys}.")
@@ -115,20 +119,22 @@ class Comparison:
                     ["rank", "source", "key", "value", "selected", "baseline", "pct_selected",
                      "pct_baseline", "diff_pts", "lift", "score"], rows, notes,
                     {"n_selected": self.n_selected, "n_baseline": self.n_baseline,
-                     "propagated_errors": self.propagated,
+                     "propagated_errors": self.propagated, "log_errors": self.log_errors,
                      "high_cardinality": [vars(h) for h in self.high_cardinality]})
 
 
 def compare(store: Store, scope: Scope, selection: Selection, *, limit: int = 25,
-            max_distinct_fraction: float = 0.1, min_distinct: int = 20) -> Comparison:
+            max_distinct_fraction: float = 0.1, min_distinct: int = 20,
+            log_errors: bool = True) -> Comparison:
     """Attribute values ranked by over-representation in the selection.
 
     A key is high-cardinality when it has more than max(min_distinct, max_distinct_fraction ×
-    the spans carrying it) distinct values in scope."""
+    the spans carrying it) distinct values in scope. With `log_errors`, a span with an attached
+    error-level log (analyses/log_links.py) counts as an error even when its status is unset."""
     if selection.empty:
         raise ValueError("choose a selection: --errors, --origin-errors, --slower-than or --where")
     sel = compare_sql.selection(selection.errors, selection.origin_errors,
-                                selection.slower_than_ns, selection.where)
+                                selection.slower_than_ns, selection.where, log_errors)
     n_sel, n_base = compare_sql.totals(store.con, scope, sel)
     skip, prefixes = selection.restated_keys()
     values: list[AttributeValue] = []
@@ -143,6 +149,8 @@ def compare(store: Store, scope: Scope, selection: Selection, *, limit: int = 25
         else:
             high.append(HighCardinalityKey(src, key, int(cs), int(cb)))
     restated = [*skip, *(f"{p}*" for p in prefixes)]
-    propagated = (compare_sql.propagated_errors(store.con, scope, sel)
+    propagated = (compare_sql.propagated_errors(store.con, scope, sel, log_errors)
                   if selection.errors and not selection.origin_errors and n_sel else 0)
-    return Comparison(selection, n_sel, n_base, values, high, restated, propagated)
+    from_logs = (compare_sql.log_only_errors(store.con, scope, sel)
+                 if log_errors and (selection.errors or selection.origin_errors) and n_sel else 0)
+    return Comparison(selection, n_sel, n_base, values, high, restated, propagated, from_logs)

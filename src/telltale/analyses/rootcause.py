@@ -10,6 +10,8 @@ so that a failure propagating up through its callers does not make the callers l
   latency change of its own code rather than of what it waits for, measured against how much
   that operation's self time varies in the baseline (a robust effect size);
 - **errors**: the rise in its *origin* error rate (failed spans none of whose children failed);
+  a span with an attached error-level log counts as failed too (`log_errors`, on by default:
+  services that log an exception but leave the span status unset), reported apart;
 - **logs**: the rise in its share of error-level log lines (when logs exist);
 - **metrics**: how far its gauges' incident median sits from their recent history, in units of
   the largest deviation that history itself showed (when metrics exist).
@@ -72,6 +74,8 @@ class ServiceEvidence:
     error_rate_incident: float = 0.0
     error_rate_baseline: float = 0.0
     error_operation: str = ""
+    log_errors_incident: int = 0  # origin errors only an attached error log shows
+    log_errors_baseline: int = 0
     new_error_types: list[str] = field(default_factory=list)
     new_operations: list[str] = field(default_factory=list)
     vanished_operations: list[str] = field(default_factory=list)
@@ -123,13 +127,15 @@ def _log_ratio(inc: float, bas: float, floor_ns: float) -> float:
 
 
 def _trace_evidence(store: Store, incident: Scope, baseline: Scope, min_spans: int,
-                    latency_floor_ns: float) -> dict[str, ServiceEvidence]:
+                    latency_floor_ns: float, log_errors: bool) -> dict[str, ServiceEvidence]:
     ev: dict[str, ServiceEvidence] = {}
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for (svc, op, n_i, n_b, dur_i, dur_b, self_i, self_b, err_i, err_b,
+    for (svc, op, n_i, n_b, dur_i, dur_b, self_i, self_b, err_i, err_b, log_i, log_b,
          tvd, self_mad) in rootcause_sql.operations(store.con, incident, baseline,
-                                                    latency_floor_ns):
+                                                    latency_floor_ns, log_errors):
         e = ev.setdefault(svc, ServiceEvidence(svc))
+        e.log_errors_incident += int(log_i)
+        e.log_errors_baseline += int(log_b)
         e.spans_incident += n_i
         e.spans_baseline += n_b
         t = totals[svc]
@@ -174,7 +180,7 @@ def _trace_evidence(store: Store, incident: Scope, baseline: Scope, min_spans: i
             e.callee_structure_change = max(b.structure_change for b in below)
         e.raw[Evidence.STRUCTURE.value] = max(0.0, e.structure_change - e.callee_structure_change)
         e.raw[Evidence.SELF_TIME.value] = abs(e.self_time_effect)
-    for svc, message, _n in rootcause_sql.new_errors(store.con, incident, baseline):
+    for svc, message, _n in rootcause_sql.new_errors(store.con, incident, baseline, log_errors):
         ev[svc].new_error_types.append(message)
     return ev
 
@@ -243,15 +249,16 @@ def _reasons(e: ServiceEvidence, standouts: dict[str, float]) -> list[str]:
 
 def rank_root_causes(store: Store, incident: Scope, baseline: Scope, *, min_spans: int = 3,
                      latency_floor_ns: float = 200_000.0, metric_history_ns: int = 60 * MINUTE_NS,
-                     metric_min_points: int = 5) -> RootCauseRanking:
+                     metric_min_points: int = 5, log_errors: bool = True) -> RootCauseRanking:
     """Rank services by how likely each started the incident (best first).
 
     `baseline` is the reference for spans and logs; gauges are compared with their own history
     over `metric_history_ns` before the incident (metrics are continuous series, and one quiet
     minute is too short to know how noisy a series is). `latency_floor_ns` is added to both
     medians so that sub-floor jitter of near-zero self times does not read as a big ratio.
+    `log_errors` counts a span with an attached error-level log as failed.
     """
-    ev = _trace_evidence(store, incident, baseline, min_spans, latency_floor_ns)
+    ev = _trace_evidence(store, incident, baseline, min_spans, latency_floor_ns, log_errors)
     kinds = [Evidence.STRUCTURE, Evidence.SELF_TIME, Evidence.ERRORS]
     notes: list[str] = []
     if _log_evidence(store, incident, baseline, ev):
@@ -267,5 +274,9 @@ def rank_root_causes(store: Store, incident: Scope, baseline: Scope, *, min_span
     order = sorted(ev, key=lambda s: (-scores[s], s))
     ranked = [RankedService(i + 1, s, scores[s], {k: round(v, 4) for k, v in z[s].items()},
                             _reasons(ev[s], z[s]), ev[s]) for i, s in enumerate(order)]
+    from_logs = sum(e.log_errors_incident for e in ev.values())
+    if from_logs:
+        notes.append(f"{from_logs:,} span error(s) in the incident come only from attached error "
+                     "logs (status unset); log_errors=False leaves them out")
     notes.append("evidence used: " + ", ".join(k.value for k in kinds))
     return RootCauseRanking(incident, baseline, ranked, notes)

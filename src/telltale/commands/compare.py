@@ -45,13 +45,15 @@ def _where(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
               "carrying them (ids, timestamps)...")
 @click.option("--min-distinct", default=20, show_default=True,
               help="...unless they have at most this many distinct values.")
+@click.option("--log-errors/--no-log-errors", default=True, show_default=True,
+              help="Count a span with a linked error-severity log as failed (shown apart).")
 @click.pass_context
 @user_errors
 def compare_cmd(ctx: click.Context, fmt: str, since: str | None, until: str | None,
                 last: str | None, services: tuple[str, ...], operations: tuple[str, ...],
                 errors: bool, origin_errors: bool, slower_than: str | None,
                 where: tuple[str, ...], top: int, max_distinct_fraction: float,
-                min_distinct: int) -> None:
+                min_distinct: int, log_errors: bool) -> None:
     """BubbleUp: attribute values over-represented in a selection vs the rest of the spans.
 
     The baseline is every other span in the same window and service/operation filters.
@@ -61,7 +63,8 @@ def compare_cmd(ctx: click.Context, fmt: str, since: str | None, until: str | No
                           parse_duration(slower_than) if slower_than else None, _where(where))
     with open_store(ctx) as store:
         result = compare(store, scope, selection, limit=top,
-                         max_distinct_fraction=max_distinct_fraction, min_distinct=min_distinct)
+                         max_distinct_fraction=max_distinct_fraction, min_distinct=min_distinct,
+                         log_errors=log_errors)
     emit(result.to_rows(), fmt)
 
 

@@ -32,12 +32,14 @@ from telltale.window import WindowError, parse_duration, parse_time
               help="How much gauge history before the incident metrics are compared with.")
 @click.option("--min-spans", default=3, show_default=True,
               help="Fewest spans per operation and window for its shifts to count.")
+@click.option("--log-errors/--no-log-errors", default=True, show_default=True,
+              help="Count a span with a linked error-severity log as failed (shown apart).")
 @click.pass_context
 @user_errors
 def rootcause_cmd(ctx: click.Context, fmt: str, since: str | None, until: str | None,
                   last: str | None, services: tuple[str, ...], operations: tuple[str, ...],
                   baseline_since: str | None, baseline_until: str | None, metric_history: str,
-                  min_spans: int) -> None:
+                  min_spans: int, log_errors: bool) -> None:
     """Rank services by how likely each is the incident's root cause, with the evidence.
 
     The incident is --since/--until (or --last); each service's own spans are compared with a
@@ -59,7 +61,8 @@ def rootcause_cmd(ctx: click.Context, fmt: str, since: str | None, until: str | 
     baseline = Scope(b_since, b_until, incident.services, incident.operations)
     with open_store(ctx) as store:
         ranking = rank_root_causes(store, incident, baseline, min_spans=min_spans,
-                                   metric_history_ns=parse_duration(metric_history))
+                                   metric_history_ns=parse_duration(metric_history),
+                                   log_errors=log_errors)
     emit(ranking.to_rows(), fmt)
 
 

@@ -11,26 +11,36 @@ from collections.abc import Sequence
 from typing import Any
 
 from telltale.analyses.scope import Scope
+from telltale.store.log_links_sql import has_error_log
 from telltale.store.scope_sql import is_error, span_filter
 
 # Columns that behave like attributes (`--where ServiceName=payment`), as (name, SQL).
 FIELDS = {"ServiceName": "t.ServiceName", "SpanName": "t.SpanName", "SpanKind": "t.SpanKind",
           "StatusCode": "t.StatusCode", "ScopeName": "t.ScopeName"}
 
-# An error that starts in this span: it failed and none of its children did.
-_FAILED_CHILD = f"""EXISTS (SELECT 1 FROM otel_traces c WHERE c.TraceId = t.TraceId
-    AND c.ParentSpanId = t.SpanId AND {is_error('c')})"""
+
+def failed(alias: str, log_errors: bool) -> str:
+    """Span `alias` failed: its status says so or (with `log_errors`) an error-level log is
+    attached to it (log_links_sql)."""
+    return f"({is_error(alias)} OR {has_error_log(alias)})" if log_errors else is_error(alias)
+
+
+def _failed_child(log_errors: bool) -> str:
+    """An error that does not start in span t: one of its children failed."""
+    return (f"EXISTS (SELECT 1 FROM otel_traces c WHERE c.TraceId = t.TraceId "
+            f"AND c.ParentSpanId = t.SpanId AND {failed('c', log_errors)})")
 
 
 def selection(errors: bool, origin_errors: bool, slower_than_ns: int | None,
-              where: Sequence[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+              where: Sequence[tuple[str, str]],
+              log_errors: bool = False) -> tuple[str, dict[str, Any]]:
     """The selection as a bound SQL condition over `otel_traces t` (all criteria must hold)."""
     clauses = ["true"]
     params: dict[str, Any] = {}
     if errors or origin_errors:
-        clauses.append(is_error("t"))
+        clauses.append(failed("t", log_errors))
     if origin_errors:
-        clauses.append(f"NOT {_FAILED_CHILD}")
+        clauses.append(f"NOT {_failed_child(log_errors)}")
     if slower_than_ns is not None:
         clauses.append("t.Duration > $sel_slower")
         params["sel_slower"] = slower_than_ns
@@ -115,14 +125,29 @@ def totals(con: Any, scope: Scope, sel: tuple[str, dict[str, Any]]) -> tuple[int
 
 
 # Selected failures that only pass on a child's failure (its callers fail because it did).
-PROPAGATED = f"""
+PROPAGATED = """
 SELECT count(*) FROM otel_traces t
-WHERE {{where}} AND ({{selection}}) AND {is_error('t')} AND {_FAILED_CHILD}
+WHERE {where} AND ({selection}) AND {failed} AND {failed_child}
 """
 
 
-def propagated_errors(con: Any, scope: Scope, sel: tuple[str, dict[str, Any]]) -> int:
-    sql, params = _sql(PROPAGATED, scope, sel)
+def propagated_errors(con: Any, scope: Scope, sel: tuple[str, dict[str, Any]],
+                      log_errors: bool = False) -> int:
+    template = PROPAGATED.replace("{failed}", failed("t", log_errors)).replace(
+        "{failed_child}", _failed_child(log_errors))
+    sql, params = _sql(template, scope, sel)
+    return int(con.execute(sql, params).fetchone()[0])
+
+
+# Selected spans that count as failed only through an attached error log.
+LOG_ONLY = f"""
+SELECT count(*) FROM otel_traces t
+WHERE {{where}} AND ({{selection}}) AND NOT {is_error('t')} AND {has_error_log('t')}
+"""
+
+
+def log_only_errors(con: Any, scope: Scope, sel: tuple[str, dict[str, Any]]) -> int:
+    sql, params = _sql(LOG_ONLY, scope, sel)
     return int(con.execute(sql, params).fetchone()[0])
 
 

@@ -6,7 +6,9 @@ exports) count once. For every span the engine derives:
 - its self time: duration minus its children's (what the service itself spent);
 - its call set: the distinct (service, operation) pairs it called, as one text key;
 - whether it is an *origin* error: failed while none of its children failed (a failure that
-  propagated up through callers says nothing about the callers).
+  propagated up through callers says nothing about the callers). With `log_errors`, a span also
+  failed when an error log is attached to it (log_links_sql), even if its status says nothing;
+  `log_failed` marks those whose status alone would not have.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 import duckdb
 
 from telltale.analyses.scope import Scope
+from telltale.store.log_links_sql import ERROR_SPANS
 from telltale.store.scope_sql import is_error, span_filter
 
 _SPANS = """
 WITH s AS (
     SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, Duration, StatusMessage,
-        {failed} AS failed, ({inc}) AS inc, ({bas}) AS bas
-    FROM otel_traces WHERE ({inc}) OR ({bas})
+        {failed} OR {log_failed} AS failed, {log_failed} AND NOT {failed} AS log_failed,
+        ({inc}) AS inc, ({bas}) AS bas
+    FROM otel_traces {log_join} WHERE ({inc}) OR ({bas})
     QUALIFY row_number() OVER (PARTITION BY TraceId, SpanId ORDER BY Timestamp) = 1
 ), kids AS (
     SELECT TraceId, ParentSpanId AS SpanId, sum(Duration) AS kid_ns, bool_or(failed) AS kid_failed,
@@ -65,6 +69,8 @@ SELECT j.ServiceName, j.SpanName,
     quantile_cont(self_ns, 0.5) FILTER (WHERE bas) AS self_bas,
     count(*) FILTER (WHERE inc AND origin) AS err_inc,
     count(*) FILTER (WHERE bas AND origin) AS err_bas,
+    count(*) FILTER (WHERE inc AND origin AND log_failed) AS log_err_inc,
+    count(*) FILTER (WHERE bas AND origin AND log_failed) AS log_err_bas,
     any_value(tvd.tvd) AS tvd, any_value(spread.self_mad) AS self_mad
 FROM j JOIN tvd USING (ServiceName, SpanName) LEFT JOIN spread USING (ServiceName, SpanName)
 GROUP BY j.ServiceName, j.SpanName ORDER BY 1, 2
@@ -134,15 +140,21 @@ SELECT min(Timestamp), max(Timestamp) FROM otel_traces WHERE list_contains($batc
 """
 
 
-def _span_sql(incident: Scope, baseline: Scope, tail: str) -> tuple[str, dict[str, Any]]:
+def _span_sql(incident: Scope, baseline: Scope, tail: str,
+              log_errors: bool = False) -> tuple[str, dict[str, Any]]:
     inc, p1 = span_filter(incident, prefix="inc")
     bas, p2 = span_filter(baseline, prefix="bas")
-    return _SPANS.format(failed=is_error(), inc=inc, bas=bas) + tail, {**p1, **p2}
+    log_join = f"LEFT JOIN {ERROR_SPANS} el USING (TraceId, SpanId)" if log_errors else ""
+    log_failed = "(coalesce(el.n, 0) > 0)" if log_errors else "false"
+    return _SPANS.format(failed=is_error(), log_failed=log_failed, log_join=log_join, inc=inc,
+                         bas=bas) + tail, {**p1, **p2}
 
 
 def operations(con: duckdb.DuckDBPyConnection, incident: Scope, baseline: Scope,
-               floor_ns: float) -> list[tuple[Any, ...]]:
-    sql, params = _span_sql(incident, baseline, _OPERATIONS)
+               floor_ns: float, log_errors: bool = False) -> list[tuple[Any, ...]]:
+    """Per operation: service, operation, spans, median durations and self times, origin
+    errors, origin errors only an attached error log shows (per window), tvd, self-time MAD."""
+    sql, params = _span_sql(incident, baseline, _OPERATIONS, log_errors)
     return con.execute(sql, {**params, "floor": floor_ns}).fetchall()
 
 
@@ -152,9 +164,9 @@ def callees(con: duckdb.DuckDBPyConnection, incident: Scope,
     return [(str(a), str(b)) for a, b in con.execute(sql, params).fetchall()]
 
 
-def new_errors(con: duckdb.DuckDBPyConnection, incident: Scope,
-               baseline: Scope) -> list[tuple[str, str, int]]:
-    sql, params = _span_sql(incident, baseline, _NEW_ERRORS)
+def new_errors(con: duckdb.DuckDBPyConnection, incident: Scope, baseline: Scope,
+               log_errors: bool = False) -> list[tuple[str, str, int]]:
+    sql, params = _span_sql(incident, baseline, _NEW_ERRORS, log_errors)
     return [(str(s), str(m), int(n)) for s, m, n in con.execute(sql, params).fetchall()]
 
 
