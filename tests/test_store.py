@@ -340,9 +340,14 @@ def test_failure_in_a_later_step_rolls_back_earlier_steps(store: Store,
 # -- migrations ------------------------------------------------------------------------------
 
 
-def test_new_store_is_at_schema_version_1(store: Store) -> None:
-    assert store.schema_version() == 1 == len(schema.MIGRATIONS)
-    assert store.query("SELECT Version, AppliedAt FROM telltale_schema_version") == [(1, NOW_NS)]
+LATEST = len(schema.MIGRATIONS)
+APPLIED = [(v, NOW_NS) for v in range(1, LATEST + 1)]
+
+
+def test_new_store_is_at_the_latest_schema_version(store: Store) -> None:
+    assert store.schema_version() == LATEST >= 2
+    assert store.query("SELECT Version, AppliedAt FROM telltale_schema_version "
+                       "ORDER BY Version") == APPLIED
     tables = {t for (t,) in store.query("SELECT table_name FROM information_schema.tables")}
     assert set(schema.CORE_TABLES) | {"telltale_quarantine", "telltale_ingest_batches"} <= tables
 
@@ -352,10 +357,34 @@ def test_reopening_does_not_rerun_migrations(db_path: Path) -> None:
         ingest_bytes(s, jsonl([trace_request([GOOD])]), source="x.jsonl")
     later = Settings(db_path=db_path, clock=lambda: NOW_NS + DAY)
     with Store(db_path, settings=later) as s:
-        assert s.query("SELECT Version, AppliedAt FROM telltale_schema_version") == [(1, NOW_NS)]
+        assert s.query("SELECT Version, AppliedAt FROM telltale_schema_version "
+                       "ORDER BY Version") == APPLIED
         assert s.query("SELECT count(*) FROM otel_traces") == [(1,)]
     with Store(db_path, read_only=True) as s:
+        assert s.schema_version() == LATEST
+
+
+def test_an_older_store_is_migrated_forward_on_open(db_path: Path) -> None:
+    """A store written before the log-template migration (version 1) gains its tables on the
+    next writing open and keeps its data; a read-only open leaves it as it is."""
+    with Store(db_path, settings=pinned_settings(db_path)) as s:
+        ingest_bytes(s, jsonl([trace_request([GOOD])]), source="x.jsonl")
+    con = duckdb.connect(str(db_path))
+    added = [t for (t,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'telltale_log%'"
+    ).fetchall()]
+    assert added
+    for table in added:
+        con.execute(f"DROP TABLE {table}")
+    con.execute("DELETE FROM telltale_schema_version WHERE Version > 1")
+    con.close()
+    with Store(db_path, read_only=True) as s:
         assert s.schema_version() == 1
+    with Store(db_path, settings=pinned_settings(db_path)) as s:
+        assert s.schema_version() == LATEST
+        assert s.query("SELECT count(*) FROM otel_traces") == [(1,)]
+        tables = {t for (t,) in s.query("SELECT table_name FROM information_schema.tables")}
+        assert set(added) <= tables
 
 
 def _bump_version(db_path: Path, version: int) -> None:
@@ -367,11 +396,11 @@ def _bump_version(db_path: Path, version: int) -> None:
 @pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
 def test_newer_schema_is_refused(db_path: Path, read_only: bool) -> None:
     Store(db_path, settings=pinned_settings(db_path)).close()
-    _bump_version(db_path, 2)
+    _bump_version(db_path, LATEST + 1)
     with pytest.raises(StoreError) as info:
         Store(db_path, read_only=read_only)
     message = str(info.value)
-    assert "schema version 2" in message
+    assert f"schema version {LATEST + 1}" in message
     assert "upgrade telltale" in message.lower()
     assert str(db_path) in message
 
@@ -428,7 +457,7 @@ def test_store_held_by_another_process(db_path: Path, read_only: bool) -> None:
     assert len(message) < 300
     # Once the holder is gone the store opens normally.
     with Store(db_path, read_only=True) as s:
-        assert s.schema_version() == 1
+        assert s.schema_version() == LATEST
 
 
 def test_read_only_store_refuses_writes(db_path: Path) -> None:

@@ -38,8 +38,8 @@ from telltale.store import Store, StoreLockedError
 from telltale.window import parse_duration, resolve
 
 # Each module under telltale/commands/ adds its commands to `main`.
-COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "log_rules", "agents", "ci",
-                   "report"]
+COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "log_rules",
+                   "agents", "ci", "report"]
 
 
 class _Root(click.Group):

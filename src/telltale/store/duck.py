@@ -16,7 +16,7 @@ from telltale.normalize import staging
 from telltale.normalize.anyvalue import go_float
 from telltale.normalize.staging import PART, Decoded, with_part
 from telltale.settings import EARLIEST_VALID_NS, Settings
-from telltale.store import otlp_json, otlp_proto, schema, validate
+from telltale.store import log_assign, otlp_json, otlp_proto, schema, validate
 from telltale.store.batches import BatchReport, BatchSource
 from telltale.store.staging_tables import concat, create_temp, staging_names
 
@@ -204,6 +204,8 @@ class Store:
                 if check in filled:
                     self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
                                           reports, params)
+            if "stg_logs" in filled:  # templates commit with their records, or neither does
+                log_assign.assign(con, self.path, base, base + len(parts) - 1)
             rows = []
             for i, (report, part) in enumerate(zip(reports, parts, strict=True)):
                 if i in skipped:
@@ -218,6 +220,7 @@ class Store:
             con.commit()
         except Exception:
             con.rollback()
+            log_assign.forget(self.path)  # the cached miner holds what was rolled back
             raise
         finally:
             self._clear_staging(filled)

@@ -11,6 +11,8 @@ forces or that telltale adds:
 
 from __future__ import annotations
 
+from telltale.store import log_templates_sql
+
 ATTRS = "MAP(VARCHAR, VARCHAR)"
 
 _TRACES = f"""
@@ -120,6 +122,7 @@ MIGRATIONS: list[list[str]] = [
         _BATCHES,
         _QUARANTINE,
     ],
+    log_templates_sql.MIGRATION,  # 2: log templates and each log record's template
 ]
 
 VERSION_TABLE = """
