@@ -39,7 +39,7 @@ from telltale.window import parse_duration, resolve
 
 # Each module under telltale/commands/ adds its commands to `main`.
 COMMAND_MODULES = ["profile", "graph", "traces", "compare", "flows", "rootcause", "logs", "log_rules",
-                   "agents", "ci", "report"]
+                   "agents", "ci", "report", "mermaid"]
 
 
 class _Root(click.Group):

@@ -12,6 +12,8 @@ from telltale.analyses.coverage import coverage
 from telltale.analyses.flow_spec import SpecError, load_spec
 from telltale.analyses.flows import check_flows
 from telltale.commands.common import analysis_options, emit, open_store, scope_of, user_errors
+from telltale.commands.mermaid import MERMAID, with_mermaid_format
+from telltale.render.mermaid_flow import flows_diagram
 from telltale.store import StoreError
 from telltale.window import WindowError
 
@@ -36,6 +38,7 @@ def flows() -> None:
     """Expected flows: check stored traces against a declarative spec (docs/flows.md)."""
 
 
+@with_mermaid_format
 @flows.command("check")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @analysis_options
@@ -50,7 +53,8 @@ def check(ctx: click.Context, spec: Path, fmt: str, since: str | None, until: st
 
     Exit status: 0 when every flow passes, 1 when any flow is violated, 2 when the check
     cannot run (bad spec, bad window, no store).
-    --service/--operation narrow the root spans considered.
+    --service/--operation narrow the root spans considered. --format mermaid draws each
+    flow's expected vs observed paths (see `telltale mermaid flow`).
     """
     try:
         specs = load_spec(spec)
@@ -59,7 +63,10 @@ def check(ctx: click.Context, spec: Path, fmt: str, since: str | None, until: st
             report = check_flows(store, scope, specs, examples=examples)
     except (SpecError, WindowError, StoreError) as exc:  # could not check: not "violated"
         raise CannotCheck(str(exc)) from exc
-    emit(report.to_rows(), fmt, limit=None)
+    if fmt == MERMAID:  # the same verdict and exit status, drawn
+        click.echo(flows_diagram(report), nl=False)
+    else:
+        emit(report.to_rows(), fmt, limit=None)
     if report.violated:
         ctx.exit(EXIT_VIOLATED)
 
