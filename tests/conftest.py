@@ -7,13 +7,15 @@ compare the library against the format rather than against itself.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -47,6 +49,16 @@ S = 1_000_000_000
 KIND_NAMES = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer",
               5: "Consumer"}
 STATUS_NAMES = {0: "Unset", 1: "Ok", 2: "Error"}
+
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a thread of its own: a playwright session elsewhere in
+    the test run may hold an event loop on the main thread, where asyncio.run would refuse."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def pinned_settings(path: Path, **overrides: Any) -> Settings:

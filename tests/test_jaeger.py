@@ -5,7 +5,6 @@ back by telltale's own ingest.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from conftest import (
     pinned_settings,
     requires_shared_otlp,
     rows,
+    run_async,
     sid,
     span,
     tid,
@@ -64,7 +64,7 @@ def get(app: Starlette, url: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://jaeger.test") as client:
             return await client.get(url)
-    return asyncio.run(fetch())
+    return run_async(fetch())
 
 
 def app_for(db: Path) -> Starlette:

@@ -97,7 +97,7 @@ def _install_mermaid() -> str | None:
     return None if MERMAID_JS.exists() else "npm ci did not install mermaid"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mermaid() -> Iterator[Mermaid]:
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (CI installs Debian's chromium)")

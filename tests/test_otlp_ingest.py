@@ -654,3 +654,13 @@ def test_property_otlp_protobuf_roundtrip(shared_store: Store,
     result = ingest_bytes(shared_store, payload, source="prop.bin", fmt=Format.OTLP_PROTO)
     assert result.report.total_quarantined == 0
     assert _readback(shared_store, result.report.batch_id) == _expected_readback(spans)
+
+
+@pytest.mark.parametrize("container", ['{"values": {"v": [{"stringValue": "x"}]}}',
+                                       '{"values": {"0": {}}}'])
+def test_a_malformed_array_or_kvlist_keeps_its_json_text(container: str) -> None:
+    """Found by the fuzzer: an arrayValue whose `values` is an object must not fail the commit
+    (the UDF raising inside DuckDB aborts the whole batch); the value keeps its text."""
+    from telltale.store.otlp_json import complex_value_udf
+
+    assert complex_value_udf(container) == container

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import Counter
 from pathlib import Path
@@ -14,7 +13,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from conftest import NOW_NS, pinned_settings
+from conftest import NOW_NS, pinned_settings, run_async
 from telltale.analyses.overview import overview
 from telltale.analyses.trace_detail import load_trace
 from telltale.sim import SimResult
@@ -39,7 +38,7 @@ class Client:
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                          headers=self.headers) as client:
                 return await client.get(path, **kwargs)
-        return asyncio.run(go())
+        return run_async(go())
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +167,7 @@ def test_read_only(client: Client) -> None:
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             return (await c.post("/api/overview", content=b"{}")).status_code
-    assert asyncio.run(post()) == 405
+    assert run_async(post()) == 405
 
 
 def test_security_headers(client: Client) -> None:

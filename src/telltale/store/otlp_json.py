@@ -77,8 +77,8 @@ def complex_value_udf(container: str) -> str:
         if values and isinstance(values[0], dict) and "key" in values[0]:
             return go_json(anyvalue_text({"kvlistValue": parsed}))
         return go_json(anyvalue_text({"arrayValue": parsed}))
-    except (ValueError, TypeError, AttributeError, RecursionError):
-        return container
+    except (ValueError, TypeError, AttributeError, LookupError, RecursionError):
+        return container  # e.g. `values` an object, not a list: found by tests/test_serve_fuzz
 
 
 def _value(v: str) -> str:
