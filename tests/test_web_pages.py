@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pinned_settings
+from telltale.analyses.log_analytics import template_counts
 from telltale.analyses.trace_detail import search_traces
 from telltale.sim import SimResult
 from telltale.store import Store
@@ -85,6 +86,25 @@ def test_trace_view_lists_the_trace_logs_attached_to_their_spans(client: Client,
     assert body in unescape(table)
     assert f'href="#span-{span_id}"' in table and 'class="error"' in table
     assert f'id="span-{span_id}"' in view  # the link lands on the span's details
+
+
+def test_logs_page_lists_templates_with_counts_and_error_share(client: Client,
+                                                               sim_db: Path) -> None:
+    with Store(sim_db, read_only=True) as store:
+        expected = template_counts(store, top=100).templates
+    html = client.get("/logs").text
+    table = html[html.index('id="templates"'):html.index("</table>", html.index('id="templates"'))]
+    rows = re.findall(r'<tr><td class="num">(\d+)</td><td><code>(.*?)</code></td>'
+                      r'<td class="num">([\d,]+)</td>', table)
+    assert [(int(i), unescape(t), int(n.replace(",", ""))) for i, t, n in rows] == [
+        (t.template_id, t.template, t.records) for t in expected]
+    assert any(t.errors for t in expected) and 'class="num bad"' in table
+    # With a window start, the page compares against the window before it.
+    start = min(t.first_ns for t in expected)
+    trend_html = client.get("/logs", params={"since": str(start + 300 * 10**9),
+                                             "until": str(start + 600 * 10**9)}).text
+    assert "Against the window before" in trend_html
+    assert 'id="new-templates"' in trend_html or "No template is new" in trend_html
 
 
 def test_trace_view_escapes_telemetry(client: Client, sim_db: Path) -> None:

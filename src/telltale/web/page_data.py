@@ -18,8 +18,8 @@ from telltale.analyses import agents, ci
 from telltale.analyses.critical_path import critical_path
 from telltale.analyses.deps import DependencyGraph, dependencies
 from telltale.analyses.heatmap import Heatmap, heatmap, with_slowest
+from telltale.analyses.log_analytics import template_counts, trend
 from telltale.analyses.log_links import logs_of_trace
-from telltale.analyses.log_templates import load_miner
 from telltale.analyses.overview import overview
 from telltale.analyses.profile import ProfileBy, SortKey, profile, span_rank
 from telltale.analyses.quality import GroupBy, quality
@@ -186,10 +186,17 @@ def quality_page(store: Store, win: Window, by: str) -> dict[str, Any]:
 
 
 def logs_page(store: Store, win: Window) -> dict[str, Any]:
-    counts = overview(store).counts
-    miner = load_miner(store)
-    top = sorted(miner.templates.values(), key=lambda t: (-t.count, t.id))[:100]
-    return {"logs": counts.get("logs", 0), "templates": top, "template_count": len(miner.templates)}
+    """Templates in the window by count, with error share; with a window start, also the
+    templates new or significantly changed against the window just before it."""
+    page: dict[str, Any] = {"logs": overview(store).counts.get("logs", 0), "counts": None,
+                            "trend": None, "problem": None}
+    try:
+        page["counts"] = template_counts(store, win.since, win.until, top=100)
+        if win.since is not None:
+            page["trend"] = trend(store, win.since, win.until)
+    except ValueError as exc:  # a store from before templates, or an empty window
+        page["problem"] = str(exc)
+    return page
 
 
 def ci_page(store: Store, win: Window) -> dict[str, Any]:
