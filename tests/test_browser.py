@@ -93,7 +93,7 @@ def test_every_page_loads_with_its_content(page: Any, base_url: str, sim: SimRes
     assert 0 < score <= 1
     assert page.locator("#quality-groups tbody tr").count() >= len(expected)
 
-    for path, name, marker in [("/logs", "logs", "log records in the window"), ("/ci", "ci", "CI run summary"),
+    for path, name, marker in [("/logs", "logs", "records in the window"), ("/ci", "ci", "CI run summary"),
                                ("/agents", "agents", "Worst groups"), ("/more", "more", "Anomalies"),
                                ("/traces", "traces", "Trace search")]:
         visit(page, base_url + path, name)
