@@ -208,3 +208,28 @@ def test_cli_extract_and_bad_file(tmp_path: Path) -> None:
     assert out.exit_code == 1
     assert "rule 'x': match has no {placeholders}" in out.output
     assert "Traceback" not in out.output
+
+
+def test_ingest_with_extract_derives_spans_once_and_checks_rules_first(tmp_path: Path) -> None:
+    from telltale.cli import main
+
+    db = tmp_path / "x.duckdb"
+    log, rules = str(FIXTURES / "app_shop.log"), str(FIXTURES / "app_shop_rules.toml")
+    runner = CliRunner()
+    first = runner.invoke(main, ["--db", str(db), "ingest", log, "--extract", rules])
+    assert first.exit_code == 0, first.output
+    with Store(db, read_only=True) as store:
+        derived = store.query("SELECT count(*) FROM otel_traces "
+                              "WHERE SpanAttributes['telltale.derived_from'] = 'handler latency'")
+    assert derived[0][0] == len(re.findall(r"completed in \d+ ms", (FIXTURES / "app_shop.log")
+                                           .read_text()))
+    again = runner.invoke(main, ["--db", str(db), "ingest", log, "--extract", rules])
+    assert again.exit_code == 0, again.output
+    with Store(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM otel_traces") == derived
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nname = "x"\nmatch = "a {b}"\n')
+    other = tmp_path / "other.duckdb"
+    refused = runner.invoke(main, ["--db", str(other), "ingest", log, "--extract", str(bad)])
+    assert refused.exit_code == 1 and "rule 'x'" in refused.output
+    assert not other.exists()  # nothing ingested when the rules are wrong

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from telltale import __version__
+from telltale.analyses.log_extract import extract
+from telltale.analyses.log_extract_spec import load_rules
 from telltale.analyses.quality import GroupBy, quality
+from telltale.analyses.scope import Scope
 from telltale.commands.common import settings_of, user_errors
 from telltale.demo import command as demo_command
 from telltale.ingest import SourceResult, ingest_sources
@@ -27,6 +31,7 @@ from telltale.normalize.options import DecodeOptions
 from telltale.recorder import ENV_SPOOL, read_status
 from telltale.render import ingest as render_ingest
 from telltale.render import quality as render_quality
+from telltale.render import rows as render_rows
 from telltale.serve.receiver import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_BYTES
 from telltale.serve.remote import find_server
 from telltale.serve.server import ServeOptions
@@ -110,11 +115,14 @@ def _load_mapping(value: str | None) -> dict[str, Any] | None:
 @click.option("--year", type=int, help="Logs: year of timestamps that carry none (syslog).")
 @click.option("--follow", is_flag=True, help="Logs: keep reading one growing file (rotation-aware) "
               "until interrupted.")
+@click.option("--extract", "extract_rules", type=click.Path(exists=True, dir_okay=False),
+              help="Logs: then derive spans/metric points with these rules (docs/log-extract.md).")
 @click.pass_context
 @user_errors
 def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | None,
            signal: str | None, output: str, pattern: str | None, multiline_start: str | None,
-           timezone: str | None, year: int | None, follow: bool) -> None:
+           timezone: str | None, year: int | None, follow: bool,
+           extract_rules: str | None) -> None:
     """Ingest files, directories, globs or - (stdin); .gz is read transparently.
 
     Every record is stored or quarantined with a reason; re-ingesting the same content stores
@@ -127,6 +135,11 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
     log_options = {"pattern": pattern, "multiline_start": multiline_start,
                    "timezone": timezone, "year": year}
     parsed_mapping = _load_mapping(mapping)
+    # Rules are checked before anything is stored: a typo must not leave half a job done.
+    rules = load_rules(extract_rules) if extract_rules else None
+    if rules is not None and follow:
+        raise click.UsageError("--extract runs once after an ingest; with --follow, run "
+                               "`telltale logs extract RULES` when needed")
     if any(v is not None for v in log_options.values()):
         parsed_mapping = {**(parsed_mapping or {}),
                           **{k: v for k, v in log_options.items() if v is not None}}
@@ -146,6 +159,10 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
                                  mapping=parsed_mapping, signal=Signal(signal) if signal else None)
                    for src in sources]
         _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
+        if extract_rules:
+            code, text = server.run_cli(["logs", "extract", os.path.abspath(extract_rules)])
+            console.print(text, end="", markup=False, highlight=False)
+            ctx.exit(code)
         return
     with opened as store, Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
@@ -158,7 +175,11 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
 
         results = ingest_sources(store, sources, fmt=Format(fmt), mapping=parsed_mapping,
                                  signal=Signal(signal) if signal else None, on_progress=advance)
+        # Over the whole store: derived records already stored are skipped (idempotent).
+        derived = extract(store, rules, Scope()) if rules is not None else None
     _report_ingest(ctx, results, output, console, time.perf_counter() - started, settings)
+    if derived is not None:
+        render_rows.print_table(derived.to_rows(), console)
 
 
 def _follow(ctx: click.Context, sources: list[FileSource], fmt: str,
