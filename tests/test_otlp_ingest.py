@@ -524,6 +524,17 @@ def test_mistyped_nested_field_is_not_lost_silently(line: bytes, store: Store) -
         ("line 2", QuarantineReason.BAD_SHAPE.value)]
 
 
+def test_a_vendor_object_with_a_spanid_key_does_not_quarantine_a_good_line(store: Store) -> None:
+    """Records are also counted by their `"spanId":` keys in the raw text; an unknown vendor
+    object carrying the same key must not make a complete line look like it lost a span."""
+    req = trace_request([span("ab" * 16, "cd" * 8, "GET /v")])
+    req["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["x-vendor"] = {"spanId": "ef" * 8}
+    result = ingest_bytes(store, jsonl([req]), source="vendor.jsonl", fmt=Format.OTLP_JSON)
+    assert result.report.stored == Counter({Signal.TRACES: 1})
+    assert store.query("SELECT count(*) FROM telltale_quarantine") == [(0,)]
+    assert store.query("SELECT SpanId FROM otel_traces") == [("cd" * 8,)]
+
+
 def _json_or_proto(req: dict[str, Any], fmt: Format) -> bytes:
     return jsonl([req]) if fmt is Format.OTLP_JSON else json_to_proto(req).SerializeToString()
 

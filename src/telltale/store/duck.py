@@ -309,8 +309,9 @@ class Store:
     def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
         """Lines that staged fewer records than their text holds are quarantined whole."""
         for part, line_no, line, staged in self.con.execute(suspects_sql).fetchall():
-            if staged == 0 and otlp_json.is_empty_request(line, table):
-                continue  # a well-formed request with no records: nothing to keep
+            expected = otlp_json.well_formed_count(line, table)
+            if expected is not None and staged >= expected:
+                continue  # all its records staged (or none to keep): the key count misled
             self.con.execute(otlp_json.requarantine_line(table), {"part": part, "line": line_no})
             self.con.execute(otlp_json.line_defect_row(table), {
                 "pos": f"line {line_no}", "bytes": len(line), "part": part, "line": line_no,

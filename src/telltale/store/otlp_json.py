@@ -264,25 +264,36 @@ _CONTAINERS = {
 }
 
 
-def is_empty_request(line: str, table: str) -> bool:
-    """True when a line that staged nothing is a well-formed request holding no records."""
+def well_formed_count(line: str, table: str) -> int | None:
+    """The records a line holds (spans count their links too, as staging does) when every
+    container on the way is a list of objects; None when one is not (from_json would have
+    dropped what it holds). Settles lines the raw key count flagged: a `"spanId":` key can also
+    sit in an unknown vendor object, which must not send a good line to quarantine."""
     top, scoped, leaves = _CONTAINERS[table]
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return False
-    blocks = doc.get(top) if isinstance(doc, dict) else None
+        return None
+    count = 0
+    blocks = doc.get(top, []) if isinstance(doc, dict) else None
     if not isinstance(blocks, list):
-        return False
+        return None
     for block in blocks:
         scopes = block.get(scoped, []) if isinstance(block, dict) else None
         if not isinstance(scopes, list):
-            return False
+            return None
         for scope in scopes:
             records = scope.get(leaves, []) if isinstance(scope, dict) else None
-            if not isinstance(records, list) or records:
-                return False
-    return True
+            if not isinstance(records, list):
+                return None
+            for record in records:
+                if not isinstance(record, dict):
+                    return None
+                links = record.get("links", []) if table == "stg_spans" else []
+                if not isinstance(links, list):
+                    return None
+                count += 1 + len(links)
+    return count
 
 
 def requarantine_line(table: str) -> str:
