@@ -51,7 +51,7 @@ def test_eval_loghub_on_a_tiny_directory(tmp_path: Path) -> None:
     assert set(out["datasets"]) == {"Tiny", "Other"}
     tiny = out["datasets"]["Tiny"]
     assert tiny["ga"] == 1.0 and tiny["drain_published"] is None and tiny["drain3_ga"] is None
-    assert tiny["lines_per_s"] > 0
+    assert tiny["lines_per_s"] > 0 and tiny["speedup"] is None and out["speedup"] is None
     assert out["datasets"]["Other"]["ga"] == 1.0  # levels kept apart
     assert out["mean_ga"] == 1.0
     table = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["eval", "loghub", str(tmp_path),
@@ -73,5 +73,9 @@ def test_eval_loghub_on_the_real_samples() -> None:
     assert set(out["datasets"]) >= {"HDFS", "Zookeeper", "Apache", "OpenSSH", "Linux"}
     assert out["datasets"]["HDFS"]["drain_published"] == 0.998
     assert out["mean_ga"] >= 0.90
+    if out["drain3_mean_ga"] is not None:  # drain3 installed: same-run throughput ratio reported
+        for score in out["datasets"].values():
+            assert score["speedup"] == score["lines_per_s"] / score["drain3_lines_per_s"]
+        assert out["speedup"] == out["lines_per_s"] / out["drain3_lines_per_s"]
     for name in ("HDFS", "Apache"):
         assert out["datasets"][name]["ga"] >= 0.99

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from telltale.analyses.log_templates import TemplateMiner, load_miner, mask, save_miner
+from telltale.normalize import log_miner
 from telltale.store import Store
 
 
@@ -19,6 +22,14 @@ def test_masking_keeps_keys_and_punctuation() -> None:
     assert mask("GET https://x.io/a?b=1 /var/log/app.log 550e8400-e29b-41d4-a716-446655440000") \
         == ["GET", "<*>"]  # a run of variables is one multi-token wildcard
     assert mask("started Sun Dec 04 04:47:44 2005 ok") == ["started", "<*>", "ok"]
+    assert mask("at 10:00:00 on FriDec 1 ok") == ["at", "<*>", "on", "FriDec", "<*>", "ok"]
+
+
+def test_masking_is_the_same_on_non_ascii_lines() -> None:
+    # ASCII lines take a faster regex; other lines keep Unicode digits and letters.
+    assert mask("id 12é ok") == ["id", "<*>", "ok"]
+    assert mask("id \u0661\u0662 ok") == ["id", "<*>", "ok"]  # Arabic-Indic digits
+    assert mask("Mon Jan  2 03:04:05 ü") == ["<*>", "ü"]
 
 
 def test_exact_templates_and_parameters() -> None:
@@ -86,3 +97,31 @@ def test_ids_are_stable_across_a_persisted_second_ingest(tmp_path: Path) -> None
     assert by_id[ids1[0]][1] == "session opened for user <*>"  # refined (widened), same id
     assert by_id[ids1[0]][2:] == (100, 201, 3)
     assert by_id[ids1[3]][1] == "ERROR worker stopped"
+
+
+_LINES = [f"user {u} opened session {i} from 10.0.0.{i % 7}" for i in range(40) for u in "ab"] + [
+    "Disk full", "Disk full", "cache warm in 3 ms", "cache warm in   4 ms", "cache warm in 5  ms",
+    "ERROR worker stopped", "ERROR worker stopped now", "x" * 600, "x" * 600]
+
+
+def test_caches_never_change_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw-line and masked caches only repeat what matching answered, also when they are
+    emptied for being full, and `add` and `add_all` agree."""
+    one_by_one = TemplateMiner()
+    ids = [one_by_one.add(m) for m in _LINES]
+    assert TemplateMiner().add_all(_LINES) == ids
+    monkeypatch.setattr(log_miner, "CACHE_ENTRIES", 3)
+    tiny = TemplateMiner()
+    assert tiny.add_all(_LINES) == ids
+    assert max(len(tiny._lines), len(tiny._texts), len(tiny._cache)) <= 3
+    assert {t.id: (t.text, t.count) for t in tiny.templates.values()} == \
+        {t.id: (t.text, t.count) for t in one_by_one.templates.values()}
+    assert "x" * 600 not in tiny._lines and "x" * 600 not in tiny._texts  # long lines are not kept
+
+
+def test_add_all_counts_and_marks_dirty() -> None:
+    miner = TemplateMiner()
+    ids = miner.add_all(["Disk full", "Disk full", "job 1 done"])
+    assert ids[0] == ids[1] != ids[2]
+    assert miner.templates[ids[0]].count == 2 and miner.templates[ids[2]].count == 1
+    assert miner.take_dirty() == sorted(set(ids))

@@ -9,7 +9,9 @@ most similar template. Drain's weak spots are handled so:
 - the token-count split: that variable-length match lets lines of another length join an
   existing template instead of starting a new one;
 - log levels: level tokens are never wildcarded, so `ERROR x` and `INFO x` stay apart.
-An exact-line cache makes repeated masked lines (most of any log) a dict lookup.
+Caches make the common case one dict lookup: on the raw line (exact repeats, frequent in any
+log), then on the masked text (the same event with other values: no split), then on the masked
+tokens (what matching sees); only a line whose masked tokens are new is matched.
 Templates only widen; ids are assigned once, so persisted ids survive later ingests.
 
 The miner is pure (no store): the store's write path (store/log_assign.py) runs it on every
@@ -29,36 +31,48 @@ SIMILARITY = 0.7  # one configuration for every log: share of a line's tokens th
 LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "ERR",
                     "CRIT", "CRITICAL", "FATAL", "SEVERE", "ALERT", "EMERG", "EMERGENCY"})
 
-# Ordered passes, each guarded by a cheap substring test (regex scanning dominates the cost):
-# a timestamp inside a message, URLs, absolute paths, then everything from a digit on (ids,
+# Ordered passes, each guarded by a cheap test (regex scanning dominates the cost): a
+# timestamp inside a message, URLs, absolute paths, then everything from a digit on (ids,
 # numbers, IPs with ports, durations like 12ms, versions, UUIDs, hex). Masking from the first
 # digit keeps a token's key and punctuation (`rhost=<*>`, `[<*>]:`, `blk_-<*>`): those are part
 # of the event's identity, and a scanner that only starts at digits is several times faster.
-_DATE = re.compile(r"\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct"
-                   r"|Nov|Dec) +\d{1,2} \d\d:\d\d:\d\d(?: \d{4})?")
+# Patterns open with a literal where they can (`Mon(?<!\w\w\w\w)` is `\bMon`, the path's boundary
+# check follows its `/`) so `re` skips ahead in C instead of trying every position.
+_DATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?<!\w\w\w\w) (?:Jan|Feb|Mar|Apr|May|Jun|Jul"
+                   r"|Aug|Sep|Oct|Nov|Dec) +\d{1,2} \d\d:\d\d:\d\d(?: \d{4})?")
+_CLOCK = re.compile(r":\d\d:")  # in every date, rare elsewhere: a cheap test before _DATE
 _URL = re.compile(r"[a-zA-Z][\w+.-]*://[^\s\"'<>]+")
-_PATH = re.compile(r"(?<![\w<>])/[^\s,;'\"()\[\]]*")
+_PATH = re.compile(r"/(?<![\w<>]/)[^\s,;'\"()\[\]]*")
 _DIGITS = re.compile(r"\d[\w.:+@-]*")
-# A date needs a weekday name: most lines hold a ':' but no "Mon ".."Sun ", and the date regex
-# is the slowest pass when it runs for nothing.
-_DAYS = ("Mon ", "Tue ", "Wed ", "Thu ", "Fri ", "Sat ", "Sun ")
+# On an ASCII line `\d` and `\w` mean the same in ASCII mode, which `re` checks a third faster.
+_DIGITS_ASCII = re.compile(_DIGITS.pattern, re.ASCII)
+# Caches are bounded because the write path keeps a miner per store for the process's life:
+# each holds at most CACHE_ENTRIES (emptied when full), and a line or masked text longer than
+# CACHE_LINE_CHARS is not kept as a key (a few MB at most per cache).
+CACHE_ENTRIES = 1 << 15
+CACHE_LINE_CHARS = 512
 
 
 def mask(message: str) -> list[str]:
     """The masked tokens of a message: variables become `<*>`, runs of them one `<*>`."""
-    if ":" in message and any(d in message for d in _DAYS):
+    return _tokens(_masked_text(message))
+
+
+def _masked_text(message: str) -> str:
+    """The message with its variables replaced, not yet split into tokens."""
+    if ":" in message and _CLOCK.search(message):
         message = _DATE.sub(WILDCARD, message)
     if "://" in message:
         message = _URL.sub(WILDCARD, message)
     if "/" in message:
         message = _PATH.sub(WILDCARD, message)
-    message = _DIGITS.sub(WILDCARD, message)
-    out: list[str] = []
-    for tok in message.split():
-        if tok == WILDCARD and out and out[-1] == WILDCARD:
-            continue
-        out.append(tok)
-    return out
+    digits = _DIGITS_ASCII if message.isascii() else _DIGITS
+    return digits.sub(WILDCARD, message)
+
+
+def _tokens(masked: str) -> list[str]:
+    tokens = masked.split()
+    return _collapse(tokens) if tokens.count(WILDCARD) > 1 else tokens
 
 
 def _head(tokens: Sequence[str], i: int) -> str:
@@ -93,6 +107,12 @@ class Template:
             self.first_seen = ts_ns if self.first_seen is None else min(self.first_seen, ts_ns)
         if last_ns is not None:
             self.last_seen = last_ns if self.last_seen is None else max(self.last_seen, last_ns)
+
+
+def _remember(cache: dict[Any, Template], key: Any, tpl: Template) -> None:
+    if len(cache) >= CACHE_ENTRIES:
+        cache.clear()  # in place: add_all holds a reference to the raw-line cache
+    cache[key] = tpl
 
 
 def _collapse(tokens: Sequence[str]) -> list[str]:
@@ -135,7 +155,9 @@ class TemplateMiner:
         self.templates: dict[int, Template] = {}
         self._leaves: dict[tuple[int, str, str], list[Template]] = {}
         self._by_first: dict[str, list[Template]] = {}  # templates with wildcards, any length
-        self._cache: dict[tuple[str, ...], Template] = {}
+        self._cache: dict[tuple[str, ...], Template] = {}  # masked tokens -> template
+        self._lines: dict[str, Template] = {}  # raw line -> template (same answer, no masking)
+        self._texts: dict[str, Template] = {}  # masked text, before splitting -> template
         self._param_re: dict[int, tuple[int, re.Pattern[str]]] = {}  # id -> (version, regex)
         self.dirty: set[int] = set()  # ids created, widened or counted since `take_dirty`
 
@@ -145,15 +167,33 @@ class TemplateMiner:
             last_ns: int | None = None) -> int:
         """The template id of a message (seen `n` times, from `ts_ns` to `last_ns`), creating or
         widening a template as needed."""
-        tokens = mask(message)
-        key = tuple(tokens)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._match(tokens)
-            self._cache[key] = found
-        found.touch(ts_ns, n, last_ns)
+        found = self._lines.get(message) or self._lookup(message)
+        if ts_ns is None and last_ns is None:
+            found.count += n
+        else:
+            found.touch(ts_ns, n, last_ns)
         self.dirty.add(found.id)
         return found.id
+
+    def _lookup(self, message: str) -> Template:
+        """A line not in the raw-line cache: mask it, then try the masked caches, then match.
+
+        The raw-line and masked-text caches only memoise masking, so emptying them never changes
+        an answer. The token cache keeps a masked line on the template it first got; emptied,
+        such a line is matched again, as after a restart (templates and ids are kept)."""
+        text = _masked_text(message)
+        found = self._texts.get(text)
+        if found is None:
+            key = tuple(_tokens(text))
+            found = self._cache.get(key)
+            if found is None:
+                found = self._match(list(key))
+                _remember(self._cache, key, found)
+            if len(text) <= CACHE_LINE_CHARS:
+                _remember(self._texts, text, found)
+        if len(message) <= CACHE_LINE_CHARS:
+            _remember(self._lines, message, found)
+        return found
 
     def take_dirty(self) -> list[int]:
         """The ids changed since the last call, sorted (what a save must write)."""
@@ -168,7 +208,15 @@ class TemplateMiner:
         self.dirty.update(self.templates)
 
     def add_all(self, messages: Iterable[str]) -> list[int]:
-        return [self.add(m) for m in messages]
+        """`add` for many messages without timestamps (the loop inlined: it is the hot path)."""
+        lines, lookup = self._lines, self._lookup
+        ids: list[int] = []
+        for message in messages:
+            found = lines.get(message) or lookup(message)
+            found.count += 1
+            ids.append(found.id)
+        self.dirty.update(ids)
+        return ids
 
     def _match(self, tokens: list[str]) -> Template:
         first = _head(tokens, 0)
