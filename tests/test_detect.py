@@ -98,6 +98,16 @@ CASES: list[tuple[str, bytes, Format]] = [
     ("csv with BOM-less semicolon-free header and CRLF", _csv().replace(b"\r\n", b"\n"),
      Format.CSV_SPANS),
     ("events json lines", _events(), Format.EVENTS_JSONL),
+    ("nezha container logs", b"Timestamp,TimeUnixNano,Node,PodName,Container,TraceID,SpanID,Log\n"
+     b'2023-01-29T09:33:16.822108812Z,1674984796822108812,10.0.0.1,ts-order-6c-h7,server,'
+     + tid(1).encode() + b"," + sid(2).encode() + b',"{""log"":""17:33:16.821 INFO  x""}"\n',
+     Format.NEZHA_LOGS),
+    ("nezha pod metrics", b"Time,TimeStamp,PodName,CpuUsage(m),MemoryUsage(Mi)\n"
+     b"2023-01-29 08:41:09.1 +0000 UTC m=+0.18,1674981669,ts-admin-84-7n,0,340.9\n",
+     Format.NEZHA_METRICS),
+    ("nezha service metrics", b"Time,TimeStamp,ServiceName,SuccessRate(%),LatencyP50(s)\n"
+     b"2023-01-29 08:41:09.0 +0000 UTC m=+0.11,1674981669,Frontend,0,0.09\n",
+     Format.NEZHA_METRICS),
 ]
 
 

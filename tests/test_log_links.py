@@ -4,7 +4,6 @@ cause, and the real Nezha Train-Ticket logs (skipped when ../shared/data is abse
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,7 @@ from telltale.analyses.rootcause import rank_root_causes
 from telltale.analyses.scope import Scope
 from telltale.ingest import ingest_paths
 from telltale.model import Format
-from telltale.normalize import nezha_logs, staging
-from telltale.normalize.csv_spans import PRESETS
+from telltale.normalize import staging
 from telltale.normalize.staging import Decoded
 from telltale.store import Store
 
@@ -119,13 +117,10 @@ def test_error_logs_count_as_span_errors_in_rootcause(store: Store) -> None:
 @pytest.mark.skipif(not NEZHA.is_dir(), reason=f"Nezha data not present at {NEZHA}")
 def test_nezha_logs_link_to_their_traces(tmp_path: Path) -> None:
     with Store(tmp_path / "n.duckdb", settings=pinned_settings(tmp_path / "n.duckdb")) as s:
-        traces = sorted(str(p) for p in (NEZHA / "trace").iterdir() if ".csv" in p.name)
-        results = ingest_paths(s, traces, fmt=Format.CSV_SPANS, mapping=dict(PRESETS["nezha"]))
+        # As a user would: the day's trace and log folders, formats detected.
+        results = ingest_paths(s, [str(NEZHA / "trace"), str(NEZHA / "log")])
         assert not any(r.error for r in results)
-        for path in sorted((NEZHA / "log").iterdir()):
-            data = gzip.decompress(path.read_bytes())
-            s.commit(nezha_logs.decode(data, path.name), source=str(path), fmt="nezha-logs",
-                     content_hash=path.name)
+        assert {r.format for r in results} == {Format.CSV_SPANS, Format.NEZHA_LOGS}
         total = link_quality(s, Scope()).total()
         assert total.logs > 1000 and total.with_trace_id == total.logs
         assert total.trace_stored == total.with_trace_id  # every record's trace is stored

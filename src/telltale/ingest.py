@@ -40,6 +40,8 @@ _DECODER_MODULES = {
     Format.LOG_TEXT: "telltale.normalize.text_logs",
     Format.LOG_JSONL: "telltale.normalize.json_logs",
     Format.SYSLOG: "telltale.normalize.syslog",
+    Format.NEZHA_LOGS: "telltale.normalize.nezha_logs",
+    Format.NEZHA_METRICS: "telltale.normalize.nezha_metrics",
 }
 
 

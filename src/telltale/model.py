@@ -111,3 +111,5 @@ class Format(StrEnum):
     LOG_TEXT = "log"  # plain-text logs (multi-line records folded), or --pattern
     LOG_JSONL = "log-jsonl"  # JSON-lines logs (time/level/message fields found by name)
     SYSLOG = "syslog"  # RFC 3164 / RFC 5424 lines
+    NEZHA_LOGS = "nezha-logs"  # Nezha's container-log CSVs (TraceID/SpanID columns)
+    NEZHA_METRICS = "nezha-metrics"  # Nezha's per-pod / per-service metric CSVs → gauges

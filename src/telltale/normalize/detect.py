@@ -153,6 +153,12 @@ def _detect_text(head: bytes, name: str) -> Detection:
         return Detection(Format.LOG_TEXT, f"log lines: {n_starts} of {len(texts)} sampled lines "
                          "start a record (a time or a level)")
     header = lines[0] if lines else b""
+    # Nezha's log and metric CSVs (github.com/IntelligentDDS/Nezha) by their exact headers.
+    if header.startswith(b"Timestamp,TimeUnixNano,") and b",Log" in header:
+        return Detection(Format.NEZHA_LOGS, "CSV with Nezha's container-log header")
+    if header.startswith(b"Time,TimeStamp,") and (b"PodName" in header
+                                                  or b"ServiceName" in header):
+        return Detection(Format.NEZHA_METRICS, "CSV with Nezha's metric header")
     if header.count(b",") >= 2 and not header.lstrip().startswith(b"{"):
         return Detection(Format.CSV_SPANS, f"CSV with header {header[:80].decode(errors='replace')!r}")
     raise DetectionError(f"unrecognised input{f' {name}' if name else ''}: not OTLP, Jaeger, "

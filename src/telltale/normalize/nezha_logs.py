@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 
 from telltale.model import QuarantineReason, Signal
 from telltale.normalize import staging
+from telltale.normalize.options import DecodeOptions
 from telltale.normalize.nezha_metrics import service_of_pod
 from telltale.normalize.staging import Decoded, Reject
 
@@ -49,7 +50,9 @@ def level_of(body: str) -> str:
     return "WARN" if word == "WARNING" else "ERROR" if word == "SEVERE" else word
 
 
-def decode(data: bytes, source: str = "-") -> Decoded:
+def decode(data: bytes, options: DecodeOptions | str = "-") -> Decoded:
+    # `telltale ingest` passes its DecodeOptions; the Nezha evaluation passes a source name.
+    source = options.source if isinstance(options, DecodeOptions) else options
     """CSV bytes → staged log records (a file without the needed columns is one reject)."""
     if not data.strip():
         return Decoded()

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
+from telltale.normalize.options import DecodeOptions
 from telltale.normalize.csv_spans import SERVICE_RULES
 from telltale.normalize.staging import Decoded, Reject
 
@@ -40,7 +41,9 @@ def _reject(data: bytes, detail: str, reason: QuarantineReason) -> Decoded:
                                    data[:1 << 20].decode("utf-8", "replace"), detail)])
 
 
-def decode(data: bytes, source: str = "-") -> Decoded:
+def decode(data: bytes, options: DecodeOptions | str = "-") -> Decoded:
+    # `telltale ingest` passes its DecodeOptions; the Nezha evaluation passes a source name.
+    source = options.source if isinstance(options, DecodeOptions) else options
     """CSV bytes → staged gauge points (a file that is not such a CSV is one reject)."""
     if not data.strip():
         return Decoded()
