@@ -19,8 +19,8 @@ import pyarrow.csv as pacsv
 
 from telltale.model import QuarantineReason, Signal
 from telltale.normalize import staging
-from telltale.normalize.options import DecodeOptions
 from telltale.normalize.nezha_metrics import service_of_pod
+from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
 
 _REQUIRED = ("TimeUnixNano", "PodName", "Log")

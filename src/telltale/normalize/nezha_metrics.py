@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
-from telltale.normalize.options import DecodeOptions
 from telltale.normalize.csv_spans import SERVICE_RULES
+from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded, Reject
 
 _TIME_COLUMNS = ("Time", "TimeStamp")
