@@ -8,11 +8,13 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import orjson
 import pytest
 
 from telltale import recorder
+from telltale.normalize.recorder import entries
+from telltale.normalize.staging import Reject
 from telltale.recorder import read_status
 
 _WRITER = """
@@ -28,8 +30,16 @@ threads = [threading.Thread(target=work, args=(t, n // 4)) for t in range(4)]
 """
 
 
-def _lines(spool: Path) -> list[bytes]:
-    return [ln for p in sorted(spool.glob("seg-*.jsonl")) for ln in p.read_bytes().splitlines()]
+def _segment(path: Path) -> list[dict[str, Any]]:
+    """A segment's entries, as ingest reads them; a torn or interleaved line would be rejected."""
+    rejects: list[Reject] = []
+    rows = [record for _, _, record in entries(path.read_bytes(), rejects)]
+    assert rejects == []
+    return rows
+
+
+def _rows(spool: Path) -> list[dict[str, Any]]:
+    return [row for p in sorted(spool.glob("seg-*.jsonl")) for row in _segment(p)]
 
 
 @pytest.mark.parametrize("events", [int(os.environ.get("TELLTALE_RECORDER_EVENTS", "50000"))])
@@ -38,17 +48,15 @@ def test_eight_processes_lose_nothing(tmp_path: Path, events: int) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(spool), str(events), "1000",
                                f"p{k}"]) for k in range(8)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
-    lines = _lines(spool)
-    seen = Counter()
-    for line in lines:
-        row = orjson.loads(line)  # a torn or interleaved line would not parse
-        assert row["telltale.recorder"] == 1
-        seen[(row["attrs"]["tag"], row["attrs"]["thread"], row["attrs"]["i"])] += 1
-    assert len(lines) == 8 * events
+    rows = _rows(spool)
+    seen = Counter((row["attrs"]["tag"], row["attrs"]["thread"], row["attrs"]["i"]) for row in rows)
+    assert len(rows) == 8 * events
     assert len(seen) == 8 * events and max(seen.values()) == 1
-    # Rotation at 1000 entries: every finalised segment holds at most 1000 lines, none is hidden.
+    # Rotation at 1000 entries: every finalised segment holds at most 1000 (after its header
+    # line, which starts with the marker format detection looks for), none is hidden.
     segments = list(spool.glob("seg-*.jsonl"))
-    assert all(len(p.read_bytes().splitlines()) <= 1000 for p in segments)
+    assert all(p.read_bytes().startswith(b'{"telltale.recorder":1,') for p in segments)
+    assert all(len(_segment(p)) <= 1000 for p in segments)
     assert not list(spool.glob(".*.part"))
     status = read_status(spool)
     assert (status.processes, status.written, status.dropped_total) == (8, 8 * events, 0)
@@ -61,7 +69,7 @@ def test_keep_n_files_of_m_records(tmp_path: Path) -> None:
     recorder.close()
     segments = sorted(tmp_path.glob("seg-*.jsonl"))
     assert len(segments) == 3
-    kept = [orjson.loads(ln)["attrs"]["i"] for p in segments for ln in p.read_bytes().splitlines()]
+    kept = [row["attrs"]["i"] for p in segments for row in _segment(p)]
     assert kept == list(range(70, 95))  # two full segments + the final 5; the oldest 7 deleted
     assert read_status(tmp_path).dropped["rotated_out"] == 7
 
@@ -75,8 +83,7 @@ def test_span_outcome_and_nesting(tmp_path: Path) -> None:
     sid = recorder.record("spawn", model="m")
     recorder.update(sid, outcome="success", tokens=3)
     recorder.close()
-    rows = {r["name"] if r["kind"] != "update" else "update": r
-            for r in map(orjson.loads, _lines(tmp_path))}
+    rows = {r["name"] if r["kind"] != "update" else "update": r for r in _rows(tmp_path)}
     assert rows["outer"]["status"] == "error" and rows["outer"]["error.type"] == "KeyError"
     assert rows["inner"]["parent"] == outer.id and rows["inner"]["trace"] == rows["outer"]["trace"]
     assert rows["inner"]["status"] == "error" and rows["inner"]["outcome"] == "timeout"
@@ -103,7 +110,7 @@ def test_never_raises_on_bad_values_or_unwritable_spool(tmp_path: Path) -> None:
         pass
     recorder.close()
     assert all(results)
-    counters = recorder._State.writer.counters if recorder._State.writer else {}
+    counters = recorder._flusher.writer.counters if recorder._flusher.writer else {}
     assert counters["io_error"] == 6 and "written" not in counters
 
 
@@ -116,7 +123,7 @@ def test_threads_share_one_writer(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     recorder.close()
-    rows = [orjson.loads(ln)["attrs"] for ln in _lines(tmp_path)]
+    rows = [row["attrs"] for row in _rows(tmp_path)]
     assert sorted((r["t"], r["i"]) for r in rows) == [(t, i) for t in range(6) for i in range(2000)]
 
 
@@ -137,5 +144,5 @@ def test_multiprocessing_fork_children_flush(tmp_path: Path) -> None:
     for p in procs:
         p.join()
     recorder.close()
-    names = Counter(orjson.loads(ln)["name"] for ln in _lines(tmp_path))
+    names = Counter(row["name"] for row in _rows(tmp_path))
     assert names == {"parent": 1, "x": 3 * 1234}  # the parent's buffer is not written twice

@@ -65,3 +65,41 @@ def test_ingest_spool_dir_without_options(tmp_path: Path) -> None:
         assert store.query("SELECT count(*) FROM otel_traces")[0][0] == 4
     finally:
         store.close()
+
+
+# The same three entries as version-1 lines (what recorders before the compact format wrote)
+# and as a version-2 segment: both must decode to the same spans.
+_V1 = b"""\
+{"telltale.recorder":1,"kind":"event","id":"9f2c1a3b00000001","trace":"00000000000000009f2c1a3b00000001","parent":"","name":"agent.spawn","service":"old","start":1000,"attrs":{"model":"m"}}
+{"telltale.recorder":1,"kind":"update","id":"9f2c1a3b00000001","time":5000,"outcome":"failure","status":"error","attrs":{"tokens":7}}
+{"telltale.recorder":1,"kind":"span","id":"9f2c1a3b00000002","trace":"00000000000000009f2c1a3b00000001","parent":"9f2c1a3b00000001","name":"run","service":"old","start":1000,"end":3000,"status":"error","error.type":"KeyError","message":"'x'","attrs":{"target":"all"}}
+"""
+_V2 = b"""\
+{"telltale.recorder":1,"kind":"segment","v":2,"service":"old","prefix":"9f2c1a3b","base":900,"host":"h","pid":1}
+["e",1,0,"agent.spawn",100,{"model":"m"}]
+["u","9f2c1a3b00000001",4100,{"tokens":7},"failure","error"]
+["s",2,1,"run",100,2000,{"target":"all"},"error",null,"KeyError","'x'"]
+"""
+
+
+def _spans(data: bytes) -> list[dict[str, object]]:
+    decoded = recorder_decoder.decode(data, DecodeOptions(source="seg"))
+    assert decoded.rejects == []
+    (table,) = decoded.spans
+    return [{k: v for k, v in row.items() if k not in ("Pos", "RecordBytes")}
+            for row in table.to_pylist()]
+
+
+def test_old_and_compact_lines_decode_to_the_same_spans() -> None:
+    old, new = _spans(_V1), _spans(_V2)
+    assert old == new
+    spawn, run = old
+    assert (spawn["StartNs"], spawn["EndNs"], spawn["StatusCode"]) == (1000, 5000, "Error")
+    assert (run["ParentSpanId"], run["TraceId"], run["EndNs"]) == (
+        "9f2c1a3b00000001", "0" * 16 + "9f2c1a3b00000001", 3000)
+    assert _spans(_V1 + _V2) == old  # both in one file (segments concatenated): read alike
+
+
+def test_compact_lines_without_their_header_are_quarantined() -> None:
+    decoded = recorder_decoder.decode(_V2[_V2.index(b"\n") + 1:], DecodeOptions(source="seg"))
+    assert len(decoded.rejects) == 3 and not decoded.spans

@@ -1,13 +1,13 @@
 """The spool writer: JSON lines into a directory, safe for many threads and processes.
 
 Each process appends to its own hidden segment (`.seg-<host>-<pid>-<n>.part`), so processes never
-share a file and cannot interleave; threads share one lock and one buffer, and a flush is one
-`write()` of whole lines on an O_APPEND descriptor (also held under `flock`, so even a forked
-child that kept the descriptor cannot tear a line). A segment that reaches `max_records` lines
-or `max_bytes` is finalised by renaming it to `seg-....jsonl`: ingest (which skips hidden files)
-only ever sees complete segments. Every failure is counted, never raised: each process appends
-its cumulative counters to the hidden `.status.jsonl` when they change at a flush (its last line
-is its state), and `read_status` sums them for `telltale quality`.
+share a file and cannot interleave; its threads share one writer, and a write is one `write()` of
+whole lines on an O_APPEND descriptor (also held under `flock`, so even a forked child that kept
+the descriptor cannot tear a line). A segment starts with a header line (lines.py) and is
+finalised, when it reaches `max_records` lines or `max_bytes`, by renaming it to `seg-....jsonl`:
+ingest (which skips hidden files) only ever sees complete segments. Every failure is counted,
+never raised: each process appends its cumulative counters to the hidden `.status.jsonl` when
+they change at a flush (its last line is its state), and `read_status` sums them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +36,8 @@ class SpoolConfig:
     max_records: int = 100_000  # lines per segment ("rotate at 1000 entries": 1000)
     max_bytes: int = 64 << 20  # bytes per segment
     keep: int | None = None  # finalised segments kept in the spool (oldest deleted); None: all
-    flush_lines: int = 256  # buffered lines before a write (batching keeps the cost per event low)
-    flush_seconds: float = 1.0  # a line waits at most this long for a write (checked on record)
+    flush_lines: int = 256  # buffered lines that wake the writer thread (1: write on every call)
+    flush_seconds: float = 1.0  # a line waits at most about this long for a write
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -52,63 +53,60 @@ def failure_reason(exc: BaseException) -> str:
 
 @dataclass
 class SpoolWriter:
-    """One per process; `append` is the hot path (a lock, a list append, a time check)."""
+    """One per process: writes encoded lines (flusher.py encodes them) and rotates segments."""
 
     config: SpoolConfig
+    header: Callable[[], bytes] | None = None  # the first line of every segment (its context)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    buffer: list[bytes] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     fd: int = -1
     part: Path | None = None
-    records: int = 0  # lines in the open segment
+    records: int = 0  # lines in the open segment, its header not included
     size: int = 0
     sequence: int = 0
-    last_flush: float = field(default_factory=time.monotonic)
     reported: dict[str, int] = field(default_factory=dict)  # counters last written to status
     started_ns: int = field(default_factory=time.time_ns)
-
-    def append(self, line: bytes) -> None:
-        with self.lock:
-            self.buffer.append(line)
-            if (len(self.buffer) >= self.config.flush_lines
-                    or time.monotonic() - self.last_flush >= self.config.flush_seconds):
-                self._flush_locked()
 
     def count(self, reason: str, n: int = 1) -> None:
         with self.lock:
             self.counters[reason] = self.counters.get(reason, 0) + n
 
-    def flush(self, finalise: bool = False) -> None:
+    def write(self, data: bytes, count: int) -> None:
+        """Write `count` whole lines (each ending in a newline), rotating at max_records /
+        max_bytes. Never raises: a failed write counts its lines by reason and closes the
+        segment (the next write opens a new one)."""
         with self.lock:
-            self._flush_locked()
+            while count > 0:
+                room = self.config.max_records - self.records
+                batch, n = data, count
+                if count > room:  # the rest goes to the next segment
+                    cut = _after_lines(data, room)
+                    batch, data, n = data[:cut], data[cut:], room
+                try:
+                    self._write(batch, n)
+                except Exception as exc:
+                    self._count_locked(failure_reason(exc), count)
+                    self._close_quietly()
+                    return
+                count -= n
+                self.counters["written"] = self.counters.get("written", 0) + n
+                if self.records >= self.config.max_records or self.size >= self.config.max_bytes:
+                    self._finalise_locked()
+
+    def finish(self, finalise: bool = False) -> None:
+        """Finalise the open segment (if asked) and report changed counters to the status file."""
+        with self.lock:
             if finalise:
                 self._finalise_locked()
             self._report_locked()
 
     def reset_after_fork(self) -> None:
-        """In a forked child: the parent's buffer and segment are the parent's to write."""
+        """In a forked child: the parent's segment is the parent's to write."""
         self.lock = threading.Lock()
-        self.buffer = []
         self.counters = {}
         self.reported = {}
         self.fd, self.part, self.records, self.size, self.sequence = -1, None, 0, 0, 0
         self.started_ns = time.time_ns()
-
-    def _flush_locked(self) -> None:
-        self.last_flush = time.monotonic()
-        lines, self.buffer = self.buffer, []
-        while lines:
-            room = self.config.max_records - self.records
-            batch, lines = lines[:room], lines[room:]
-            try:
-                self._write(batch)
-            except Exception as exc:
-                self._count_locked(failure_reason(exc), len(batch) + len(lines))
-                self._close_quietly()
-                return
-            self.counters["written"] = self.counters.get("written", 0) + len(batch)
-            if self.records >= self.config.max_records or self.size >= self.config.max_bytes:
-                self._finalise_locked()
 
     def _count_locked(self, reason: str, n: int) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + n
@@ -121,12 +119,11 @@ class SpoolWriter:
         self.fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.records = self.size = 0
 
-    def _write(self, batch: list[bytes]) -> None:
-        if not batch:
-            return
+    def _write(self, data: bytes, lines: int) -> None:
         if self.fd < 0:
             self._open()
-        data = b"".join(batch)
+        if self.size == 0 and self.header is not None:  # a new segment: its header first
+            data = self.header() + b"\n" + data
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             written = os.write(self.fd, data)
@@ -134,7 +131,7 @@ class SpoolWriter:
                 written += os.write(self.fd, data[written:])
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
-        self.records += len(batch)
+        self.records += lines
         self.size += len(data)
 
     def _finalise_locked(self) -> None:
@@ -181,6 +178,14 @@ class SpoolWriter:
             self.reported = dict(self.counters)
         except Exception:
             pass
+
+
+def _after_lines(data: bytes, n: int) -> int:
+    """The offset just after the n-th newline of data."""
+    at = 0
+    for _ in range(n):
+        at = data.index(b"\n", at) + 1
+    return at
 
 
 def append_status(spool: Path, host: str, pid: int, started_ns: int,
