@@ -3,6 +3,7 @@
     python bench/bench_analyses.py                 # 10 M spans (1 M traces of 10)
     python bench/bench_analyses.py --traces 100000 # a quick 1 M-span run
     python bench/bench_analyses.py --db /tmp/b.duckdb  # generate once, reuse afterwards
+    python bench/bench_analyses.py --db /tmp/b.duckdb --only deps --repeat 7
 
 The spans are generated inside DuckDB (no Python loop): 20 services with 10 handlers each
 (200 server operations plus client operations), traces of 10 spans — an entry handler calling two
@@ -137,7 +138,7 @@ def timed(label: str, fn: Callable[[], T], repeat: int, goal_s: float | None = N
     return out
 
 
-def run(db: Path, traces: int, repeat: int) -> None:
+def run(db: Path, traces: int, repeat: int, only: str | None = None) -> None:
     if not db.exists():
         with Store(db) as store:
             t0 = time.perf_counter()
@@ -149,32 +150,39 @@ def run(db: Path, traces: int, repeat: int) -> None:
         print(f"{n:,} spans, DuckDB threads: {threads}, load average: "
               f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         everything = Scope()
-        prof = timed("profile (count, errors, p50..p99, max)", lambda: profile(store, everything),
-                     repeat, 0.5)
-        timed("profile --by service", lambda: profile(store, everything, by="service"), repeat)
-        timed("profile --self-time", lambda: profile(store, everything, self_time=True), 1)
-        deps = timed("deps (services + peers + unpaired)", lambda: dependencies(store, everything),
-                     repeat, 1.0)
-        timed("deps --level operation", lambda: dependencies(store, everything, level="operation"),
-              1)
-        heat = timed("heatmap (matrix + busiest cells)", lambda: heatmap(store, everything),
-                     repeat, 0.5)
-        timed("heatmap slowest cells (p95 per cell)", lambda: with_slowest(store, everything, heat),
-              repeat)
-        timed("heatmap --by service", lambda: heatmap(store, everything, by="service"), repeat)
         # A 6-minute window (a tenth of the data): costs follow the window, not the store.
         last = Scope(START_NS + WINDOW_NS * 9 // 10, START_NS + WINDOW_NS)
-        timed("profile --self-time, 6-minute window", lambda: profile(store, last, self_time=True),
-              repeat)
-        timed("deps, 6-minute window", lambda: dependencies(store, last), repeat)
-        trace_id, span_id = store.query(
-            "SELECT TraceId, SpanId FROM otel_traces WHERE ParentSpanId = '' LIMIT 1")[0]
-        timed("span rank (one span)", lambda: span_rank(store, trace_id, span_id, everything),
-              repeat)
-        print(f"→ {len(prof.rows)} operations, {len(deps.edges)} service edges "
-              f"({deps.unpaired_client_spans:,} unpaired client spans), "
-              f"{len(heat.groups)} heatmap rows × {len(heat.time_edges) - 1} time buckets × "
-              f"{len(heat.latency_edges_ms) - 1} latency buckets")
+        summary = []
+        if only in (None, "profile"):
+            prof = timed("profile (count, errors, p50..p99, max)",
+                         lambda: profile(store, everything), repeat, 0.5)
+            timed("profile --by service", lambda: profile(store, everything, by="service"), repeat)
+            timed("profile --self-time", lambda: profile(store, everything, self_time=True), 1)
+            timed("profile --self-time, 6-minute window",
+                  lambda: profile(store, last, self_time=True), repeat)
+            trace_id, span_id = store.query(
+                "SELECT TraceId, SpanId FROM otel_traces WHERE ParentSpanId = '' LIMIT 1")[0]
+            timed("span rank (one span)", lambda: span_rank(store, trace_id, span_id, everything),
+                  repeat)
+            summary.append(f"{len(prof.rows)} operations")
+        if only in (None, "deps"):
+            deps = timed("deps (services + peers + unpaired)",
+                         lambda: dependencies(store, everything), repeat, 1.0)
+            timed("deps --level operation",
+                  lambda: dependencies(store, everything, level="operation"), 1)
+            timed("deps, 6-minute window", lambda: dependencies(store, last), repeat)
+            summary.append(f"{len(deps.edges)} service edges "
+                           f"({deps.unpaired_client_spans:,} unpaired client spans)")
+        if only in (None, "heatmap"):
+            heat = timed("heatmap (matrix + busiest cells)", lambda: heatmap(store, everything),
+                         repeat, 0.5)
+            timed("heatmap slowest cells (p95 per cell)",
+                  lambda: with_slowest(store, everything, heat), repeat)
+            timed("heatmap --by service", lambda: heatmap(store, everything, by="service"),
+                  repeat)
+            summary.append(f"{len(heat.groups)} heatmap rows × {len(heat.time_edges) - 1} time "
+                           f"buckets × {len(heat.latency_edges_ms) - 1} latency buckets")
+        print("→ " + ", ".join(summary))
 
 
 def main() -> None:
@@ -182,12 +190,14 @@ def main() -> None:
     ap.add_argument("--traces", type=int, default=1_000_000, help="traces of 10 spans each")
     ap.add_argument("--db", type=Path, help="store to generate into (or reuse)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=["profile", "deps", "heatmap"],
+                    help="time one analysis (with --db, to compare changes on one store)")
     args = ap.parse_args()
     if args.db:
-        run(args.db, args.traces, args.repeat)
+        run(args.db, args.traces, args.repeat, args.only)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        run(Path(tmp) / "bench.duckdb", args.traces, args.repeat)
+        run(Path(tmp) / "bench.duckdb", args.traces, args.repeat, args.only)
 
 
 if __name__ == "__main__":

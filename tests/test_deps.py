@@ -4,6 +4,8 @@ simulator's topology found edge for edge (catalog's orphans adding no bogus call
 from __future__ import annotations
 
 import os
+import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,58 @@ def test_cli_operation_json_is_golden(tmp_path: Path) -> None:
     assert doc == orjson.loads(GOLDEN.read_bytes())
     res = runner.invoke(main, ["--db", str(tmp_path / "cli.duckdb"), "deps"])
     assert res.exit_code == 0 and "kafka/orders" in res.stdout and "unpaired" not in res.stdout
+
+
+# Attributes a client span may name its peer by, in the order they are tried.
+_PEER_KEYS = ["peer.service", "service.peer.name", "db.system.name", "db.system", "db.namespace",
+              "messaging.system", "messaging.destination.name", "gen_ai.provider.name",
+              "gen_ai.system", "server.address", "net.peer.name"]
+
+
+def _reference_peer(attrs: dict[str, str]) -> tuple[str, str] | None:
+    """The naming rule spelled out: first non-empty attribute wins; empty reads as missing."""
+    def get(key: str) -> str | None:
+        return attrs.get(key) or None
+    name = get("peer.service") or get("service.peer.name")
+    if name:
+        return "external", name
+    system = get("db.system.name") or get("db.system")
+    if system:
+        namespace = get("db.namespace")
+        return "database", system + (f"/{namespace}" if namespace else "")
+    system = get("messaging.system")
+    if system:
+        destination = get("messaging.destination.name")
+        return "broker", system + (f"/{destination}" if destination else "")
+    name = (get("gen_ai.provider.name") or get("gen_ai.system") or get("server.address")
+            or get("net.peer.name"))
+    return ("external", name) if name else None
+
+
+def test_peers_follow_the_naming_rule_with_empty_values(tmp_path: Path) -> None:
+    """Random attribute sets, many holding empty values (which must read as missing), named
+    exactly as the rule above names them; spans naming nothing are counted as unpaired."""
+    rng = random.Random(7)
+    spans, expected, unpaired = [], Counter[tuple[str, str]](), 0
+    for n in range(400):
+        attrs = {k: rng.choice(["", "", "a", "b"]) for k in rng.sample(_PEER_KEYS, rng.randint(0, 6))}
+        if rng.random() < 0.3:
+            attrs["http.request.method"] = rng.choice(["", "GET"])  # not a naming attribute
+        spans.append(span(tid(1000 + n), sid(1), "call", kind=CLIENT, attributes=attrs,
+                          **_at(n, 0, 1 + n % 7)))
+        peer = _reference_peer(attrs)
+        if peer is None:
+            unpaired += 1
+        else:
+            expected[peer] += 1
+    with Store(tmp_path / "peers.duckdb", settings=pinned_settings(tmp_path / "peers.duckdb")) as store:
+        report = ingest_bytes(store, jsonl([trace_request(spans, service="app")]),
+                              source="peers.jsonl").report
+        assert report is not None and report.total_quarantined == 0
+        graph = dependencies(store, Scope())
+    assert {(e.kind.value, e.callee): e.calls for e in graph.edges} == dict(expected)
+    assert {e.caller for e in graph.edges} == {"app"}
+    assert graph.unpaired == ({"app": unpaired} if unpaired else {})
 
 
 # -- the simulator ----------------------------------------------------------------------------

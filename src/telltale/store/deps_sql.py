@@ -26,28 +26,45 @@ QUANTILES = [0.5, 0.95]
 _OUTBOUND = f"({is_kind('Client')} OR {is_kind('Producer')})"
 
 
-def _attr(key: str, alias: str = "") -> str:
+def _attr(key: str, alias: str = "", *, raw: bool = False) -> str:
+    """An attribute's value, an empty one read as missing; `raw` skips that check, for maps
+    known to hold no empty value."""
     col = f"{alias}." if alias else ""
-    return f"nullif({col}SpanAttributes['{key}'], '')"
+    lookup = f"{col}SpanAttributes['{key}']"
+    return lookup if raw else f"nullif({lookup}, '')"
 
 
-def _peer(alias: str) -> str:
+def _peer(alias: str, *, raw: bool = False) -> str:
     """The peer a client span names, as 'kind|name' (most explicit attribute first; NULL when
     none). One COALESCE, so each span pays only for the lookups up to the first hit."""
     def attr(key: str) -> str:
-        return _attr(key, alias)
+        return _attr(key, alias, raw=raw)
     return (f"coalesce('external|' || {attr('peer.service')},"
             f" 'external|' || {attr('service.peer.name')},"
             f" 'database|' || coalesce({attr('db.system.name')}, {attr('db.system')})"
             f" || coalesce('/' || {attr('db.namespace')}, ''),"
-            f" 'broker|' || {_broker(alias)},"
+            f" 'broker|' || {_broker(alias, raw=raw)},"
             f" 'external|' || coalesce({attr('gen_ai.provider.name')}, {attr('gen_ai.system')},"
             f" {attr('server.address')}, {attr('net.peer.name')}))")
 
 
-def _broker(alias: str) -> str:
-    return (f"{_attr('messaging.system', alias)} || coalesce('/' || "
-            f"{_attr('messaging.destination.name', alias)}, '')")
+def _broker(alias: str, *, raw: bool = False) -> str:
+    return (f"{_attr('messaging.system', alias, raw=raw)} || coalesce('/' || "
+            f"{_attr('messaging.destination.name', alias, raw=raw)}, '')")
+
+
+def _unpaired_target(alias: str) -> str:
+    """What a client / producer span with no callee reaches: 'skip|' for a producer whose broker
+    edge covers it, its peer, or 'unpaired|'. An empty value must read as missing, and the
+    NULLIFs that ensure it cost more than the lookups: a span whose attributes hold no empty
+    value (nearly all) takes the same expression without them."""
+    def target(raw: bool) -> str:
+        # (nested CASEs, not AND: a projection evaluates both sides of an AND on every row)
+        return (f"coalesce(CASE WHEN {alias}.producer THEN CASE WHEN"
+                f" {_attr('messaging.system', alias, raw=raw)} IS NOT NULL THEN 'skip|' END END,"
+                f" {_peer(alias, raw=raw)}, 'unpaired|')")
+    return (f"CASE WHEN list_contains(map_values({alias}.SpanAttributes), '') THEN {target(False)}"
+            f" ELSE {target(True)} END")
 
 
 # Spans that can be called from another service: entry spans (an Internal or Client span's
@@ -93,11 +110,7 @@ WITH p AS (
 ), j AS (
     SELECT p.*, c.ServiceName AS callee, c.SpanName AS callee_op, c.Duration AS callee_ns,
         c.err AS callee_err, c.queued OR p.producer AS messaging,
-        -- (nested CASEs, not AND: a projection evaluates both sides of an AND on every row)
-        CASE WHEN c.ServiceName IS NULL THEN coalesce(
-            CASE WHEN p.producer THEN
-                CASE WHEN {_attr('messaging.system', 'p')} IS NOT NULL THEN 'skip|' END END,
-            {_peer('p')}, 'unpaired|') END AS peer
+        CASE WHEN c.ServiceName IS NULL THEN {_unpaired_target('p')} END AS peer
     FROM p LEFT JOIN callee c ON c.TraceId = p.TraceId AND c.SpanId = p.SpanId
         -- a client reaching a server of its own service is a self-call; otherwise only calls
         -- across services count
