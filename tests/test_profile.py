@@ -205,3 +205,14 @@ def test_rows_render_with_self_columns(sim_store: Store) -> None:
     empty = profile(sim_store, Scope(services=("nobody",))).to_rows()
     assert empty.rows == [] and empty.notes == ["no spans in scope"]
 
+
+
+@pytest.mark.parametrize(("rank", "verdict"), [
+    (0.995, "very slow for its kind (≥ p99)"), (0.96, "slow for its kind (≥ p95)"),
+    (0.92, "slower than usual (≥ p90)"), (0.637, "typical (between p10 and p90)"),
+    (0.5, "typical (between p10 and p90)"), (0.05, "faster than usual (≤ p10)")])
+def test_span_rank_verdict_calls_the_middle_typical(rank: float, verdict: str) -> None:
+    from telltale.analyses.profile import SpanRank
+
+    span = SpanRank("t", "s", "svc", "op", 41.0, rank, 9265, 37.0, 55.0, 65.0, 80.0)
+    assert span.verdict == verdict

@@ -154,9 +154,11 @@ class SpanRank:
             return "very slow for its kind (≥ p99)"
         if self.percent_rank >= 0.95:
             return "slow for its kind (≥ p95)"
-        if self.percent_rank >= 0.5:
-            return "slower than typical"
-        return "typical or faster"
+        if self.percent_rank >= 0.9:
+            return "slower than usual (≥ p90)"
+        if self.percent_rank <= 0.1:
+            return "faster than usual (≤ p10)"
+        return "typical (between p10 and p90)"
 
     def to_rows(self) -> Rows:
         columns = ["trace_id", "span_id", "service", "operation", "duration_ms", "percentile",
