@@ -12,7 +12,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from telltale.analyses.eval_nezha import evaluate_nezha, load_faults
+from telltale.analyses.eval_nezha import evaluate_nezha, load_directory, load_faults
 from telltale.analyses.rootcause import rank_root_causes
 from telltale.analyses.scope import Scope
 from telltale.cli import main
@@ -89,8 +89,9 @@ PODS = {"ts-gateway-service": "ts-gateway-service-6f6cfc45b-h5m2n",
 HEADER = "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration"
 
 
-def _trace_rows(start_s: int, seconds: int, b_ms: float, first_id: int) -> list[str]:
-    """One request a second: gateway → a → b, a → c (b's own time is `b_ms`)."""
+def _trace_rows(start_s: int, seconds: int, b_ms: float, first_id: int,
+                c_ms: float = 5.0) -> list[str]:
+    """One request a second: gateway → a → b, a → c (b's own time is `b_ms`, c's `c_ms`)."""
     rows = []
     for i in range(seconds):
         n = first_id + i
@@ -98,7 +99,7 @@ def _trace_rows(start_s: int, seconds: int, b_ms: float, first_id: int) -> list[
         spans = [("1", "root", "ts-gateway-service", "/api", 0, 30 + b_ms),
                  ("2", "1", "ts-a-service", "/a", 2, 25 + b_ms),
                  ("3", "2", "ts-b-service", "/b", 4, b_ms),
-                 ("4", "2", "ts-c-service", "/c", 6 + b_ms, 5.0 + (i % 3) * 0.1)]
+                 ("4", "2", "ts-c-service", "/c", 6 + b_ms, c_ms + (i % 3) * 0.1)]
         for sid, parent, svc, op, off_ms, dur_ms in spans:
             start, dur_ns = t + int(off_ms * 1e6), int(dur_ms * 1e6)
             parent_id = parent if parent == "root" else f"{n:012x}{int(parent):04x}"
@@ -180,12 +181,75 @@ def test_eval_nezha_without_fault_list_is_a_clear_error(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "fault_list.json" in res.output
 
 
+def test_eval_nezha_by_type_in_json(nezha_dir: Path) -> None:
+    doc = orjson.loads(CliRunner().invoke(main, ["eval", "nezha", str(nezha_dir), "--format",
+                                                 "json"]).output)
+    assert doc["by_type"] == {
+        "cpu_contention": {"faults": 1, "AS@1": 100.0, "AS@3": 100.0, "AS@5": 100.0},
+        "exception": {"faults": 1, "AS@1": 100.0, "AS@3": 100.0, "AS@5": 100.0}}
+
+
+def test_pre_reference_discounts_an_anomalous_baseline(tmp_path: Path) -> None:
+    """baseline/ caught c in a slow spell (40 ms where it usually takes 5): against it alone,
+    c's return to normal (and a's self time, which c's spell hid) are the biggest changes. The
+    minutes before the fault show c as normal as in the incident, so held against them too,
+    b's own slow-down wins."""
+    faults = {"09": [{"inject_time": "2023-01-29 09:10:00", "inject_pod": PODS["ts-b-service"],
+                      "inject_type": "exception"}]}
+    (tmp_path / "fault_list.json").write_bytes(orjson.dumps(faults))
+    _write_gz(tmp_path / "baseline" / "trace" / "09_01_trace.csv.gz",
+              [HEADER, *_trace_rows(T0, 120, 10.0, 1, c_ms=40.0)])
+    _write_gz(tmp_path / "trace" / "09_10_trace.csv.gz",
+              [HEADER, *_trace_rows(T0 + 480, 120, 10.0, 1000),
+               *_trace_rows(T0 + 600, 120, 16.0, 2000)])
+    alone = evaluate_nezha(tmp_path)
+    held = evaluate_nezha(tmp_path, pre_reference_ns=120 * S)
+    assert alone.results[0].rank != 1
+    assert set(alone.results[0].top[:2]) == {"ts-a-service", "ts-c-service"}
+    assert held.results[0].rank == 1
+    assert "held against the 120 s before each fault" in held.baseline
+
+
+def test_callers_client_latency_is_not_their_own_anomaly(tmp_path: Path) -> None:
+    """c's CPU is starved; a, which calls c, sees its client-side latency jump far more (in
+    units of its history's swings) than c's CPU does. That is c's time, not a's: a's client
+    latency is no evidence against a, and c ranks first."""
+    faults = {"09": [{"inject_time": "2023-01-29 09:20:00", "inject_pod": PODS["ts-c-service"],
+                      "inject_type": "cpu_contention"}]}
+    (tmp_path / "fault_list.json").write_bytes(orjson.dumps(faults))
+    _write_gz(tmp_path / "baseline" / "trace" / "09_01_trace.csv.gz",
+              [HEADER, *_trace_rows(T0, 60, 10.0, 1)])
+    _write_gz(tmp_path / "trace" / "09_20_trace.csv.gz",
+              [HEADER, *_trace_rows(T0 + 1200, 180, 10.0, 3000)])
+    for svc, pod in PODS.items():
+        lines = ["Time,TimeStamp,PodName,CpuUsage(m),PodClientLatencyP90(s),NodeCpuUsageRate(%)"]
+        for minute in range(-60, 31):
+            hot = 20 <= minute < 23
+            cpu = 60.0 if hot and svc == "ts-c-service" else 10.0 + (minute % 4)
+            client = 5.0 if hot and svc == "ts-a-service" else 0.01 + (minute % 2) * 0.001
+            node = 90.0 if hot and svc == "ts-b-service" else 20.0 + (minute % 3)
+            lines.append(f"x,{T0 + minute * 60 + 9},{pod},{cpu},{client},{node}")
+        _write_gz(tmp_path / "metric" / f"{pod}_metric.csv.gz", lines)
+    with Store(tmp_path / "s.duckdb") as store:
+        load_directory(store, tmp_path)
+        since = (T0 + 1200) * S
+        ranking = rank_root_causes(store, Scope(since, since + 180 * S),
+                                   Scope(T0 * S, (T0 + 60) * S))
+    assert ranking.ranked[0].service == "ts-c-service"
+    assert ranking.ranked[0].evidence.metric == "CpuUsage(m)"
+    others = {r.service: r.evidence.metric for r in ranking.ranked}
+    assert others["ts-a-service"] != "PodClientLatencyP90(s)"
+    assert others["ts-b-service"] != "NodeCpuUsageRate(%)"
+
+
 @pytest.mark.skipif(not NEZHA.is_dir(), reason=f"Nezha data not present at {NEZHA}")
 def test_eval_nezha_real_data() -> None:
     res = CliRunner().invoke(main, ["eval", "nezha", str(NEZHA), "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = orjson.loads(res.output)
     assert doc["faults"] == 28
+    assert set(doc["by_type"]) == {"cpu_contention", "exception", "return"}
+    assert sum(t["faults"] for t in doc["by_type"].values()) == 28
     assert 0 <= doc["AS@1"] <= doc["AS@3"] <= doc["AS@5"] <= 100
     # CPU contention shows in the pod's own CPU gauge: all four are found first.
     cpu = [d for d in doc["details"] if d["type"] == "cpu_contention"]

@@ -14,7 +14,8 @@ so that a failure propagating up through its callers does not make the callers l
   services that log an exception but leave the span status unset), reported apart;
 - **logs**: the rise in its share of error-level log lines (when logs exist);
 - **metrics**: how far its gauges' incident median sits from their recent history, in units of
-  the largest deviation that history itself showed (when metrics exist).
+  the largest deviation that history itself showed (when metrics exist); only gauges of its own
+  work count, not its client-side latency (its callees' time) or its node's (its neighbours').
 
 Each kind of evidence is put on a common footing by how much a service stands out from all
 services in the same incident, (x - median) / (IQR + floor), so the method calibrates itself per
@@ -28,6 +29,7 @@ from few spans are shrunk towards "no change" (n / (n + 5)).
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -38,6 +40,10 @@ from telltale.analyses.scope import Scope
 from telltale.render.rows import Rows
 from telltale.store import Store, rootcause_sql
 
+# Gauges that describe something other than the service's own work: its outgoing calls (client
+# latency: its callees' time) and the node it shares with other pods. A slow callee or a busy
+# neighbour would otherwise read as the caller's / the tenant's own anomaly.
+NOT_OWN_METRIC = re.compile(r"(?i)client|(^|[^a-z])node")
 PSEUDO_COUNT = 5.0
 SPREAD_FLOOR = 0.1
 MINUTE_NS = 60 * 10**9
@@ -205,6 +211,8 @@ def _metric_evidence(store: Store, incident: Scope, history_ns: int, min_points:
     rows = rootcause_sql.metrics(store.con, incident.since, incident.until,
                                  incident.since - history_ns, incident.services, min_points)
     for svc, metric, med, inc, mad, max_dev, _n, _ni in rows:
+        if NOT_OWN_METRIC.search(metric):
+            continue
         # How far the incident sits, in units of the largest swing the history itself had.
         score = abs(inc - med) / (max_dev + mad + 1e-6 * abs(med) + 1e-12)
         e = ev.setdefault(svc, ServiceEvidence(svc))
@@ -247,21 +255,47 @@ def _reasons(e: ServiceEvidence, standouts: dict[str, float]) -> list[str]:
     return out
 
 
+def _hold_against(ev: dict[str, ServiceEvidence], other: dict[str, ServiceEvidence]) -> None:
+    """Keep of each change only what `other` (the same incident against another reference)
+    also shows: a reference that itself holds an anomaly makes every service that differs from
+    that anomaly look changed, and a second, independent reference does not share it. A service
+    `other` has no spans of cannot be compared there, so keeps what it has."""
+    for svc, e in ev.items():
+        seen = other.get(svc)
+        if seen is None or not seen.spans_baseline:
+            continue
+        for kind in list(e.raw):
+            e.raw[kind] = min(e.raw[kind], seen.raw.get(kind, 0.0))
+
+
 def rank_root_causes(store: Store, incident: Scope, baseline: Scope, *, min_spans: int = 3,
                      latency_floor_ns: float = 200_000.0, metric_history_ns: int = 60 * MINUTE_NS,
-                     metric_min_points: int = 5, log_errors: bool = True) -> RootCauseRanking:
+                     metric_min_points: int = 5, log_errors: bool = True,
+                     references: tuple[Scope, ...] = ()) -> RootCauseRanking:
     """Rank services by how likely each started the incident (best first).
 
     `baseline` is the reference for spans and logs; gauges are compared with their own history
     over `metric_history_ns` before the incident (metrics are continuous series, and one quiet
     minute is too short to know how noisy a series is). `latency_floor_ns` is added to both
     medians so that sub-floor jitter of near-zero self times does not read as a big ratio.
-    `log_errors` counts a span with an attached error-level log as failed.
+    `log_errors` counts a span with an attached error-level log as failed. `references` are
+    further baselines (e.g. the minutes just before the incident): span and log changes count
+    only as far as the incident differs from every one of them (the evidence shown is the
+    first baseline's); one without spans is skipped.
     """
     ev = _trace_evidence(store, incident, baseline, min_spans, latency_floor_ns, log_errors)
     kinds = [Evidence.STRUCTURE, Evidence.SELF_TIME, Evidence.ERRORS]
     notes: list[str] = []
-    if _log_evidence(store, incident, baseline, ev):
+    has_logs = _log_evidence(store, incident, baseline, ev)
+    for ref in references:
+        other = _trace_evidence(store, incident, ref, min_spans, latency_floor_ns, log_errors)
+        if not any(e.spans_baseline for e in other.values()):
+            notes.append(f"reference {ref.since}..{ref.until} has no spans: not used")
+            continue
+        _log_evidence(store, incident, ref, other)
+        _hold_against(ev, other)
+        notes.append(f"changes held against reference {ref.since}..{ref.until} too")
+    if has_logs:
         kinds.append(Evidence.LOGS)
     if _metric_evidence(store, incident, metric_history_ns, metric_min_points, ev):
         kinds.append(Evidence.METRICS)
