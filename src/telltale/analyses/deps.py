@@ -5,6 +5,10 @@ seen only from client spans, and a count of client spans whose peer nobody can n
 Edges come from parent/child spans across services and from span links of queue consumers (see
 store/deps_sql.py). A span whose parent was never stored (an orphan) has no known caller: it
 adds no edge, rather than a guessed one. The window selects calling spans by their start.
+
+The graph is read from the span index (store/span_index_sql.py) when it covers every stored
+span, and from the raw spans otherwise (a store from before the index opened read-only, or spans
+written outside telltale's write path): the same graph, slower, and the notes say so.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from telltale.analyses.scope import Scope
 from telltale.render.rows import Rows
-from telltale.store import Store, deps_sql
+from telltale.store import Store, deps_sql, span_index
 
 NS_PER_MS = 1_000_000
 
@@ -62,6 +66,7 @@ class DependencyGraph:
     edges: list[Edge]
     # Client / producer spans with no callee span and nothing naming their peer, per service.
     unpaired: Counter[str] = field(default_factory=Counter)
+    indexed: bool = True  # read from the span index (else from the raw spans)
 
     @property
     def unpaired_client_spans(self) -> int:
@@ -87,6 +92,9 @@ class DependencyGraph:
                          f"instrumented callee and name no peer, so they are not drawn ({worst})")
         if not self.edges:
             notes.append("no calls between services in scope")
+        if not self.indexed:
+            notes.append("read from the raw spans: the span index is missing or incomplete (open "
+                         "the store for writing once to build it)")
         return notes
 
     def to_rows(self) -> Rows:
@@ -105,15 +113,17 @@ class DependencyGraph:
                            "unpaired_by_service": dict(sorted(self.unpaired.items()))})
 
 
-def dependencies(store: Store, scope: Scope, *, level: DepsLevel | str = DepsLevel.SERVICE
-                 ) -> DependencyGraph:
+def dependencies(store: Store, scope: Scope, *, level: DepsLevel | str = DepsLevel.SERVICE,
+                 use_index: bool | None = None) -> DependencyGraph:
     """Edges between services (or operations) called from spans starting in the scope's window;
-    --service / --operation filters keep the edges touching them at either end."""
+    --service / --operation filters keep the edges touching them at either end. `use_index`
+    forces a path (None: the index when complete); forcing it on an incomplete index is wrong."""
     level = DepsLevel(level)
     edges: list[Edge] = []
     unpaired: Counter[str] = Counter()
+    indexed = span_index.complete(store.con) if use_index is None else use_index
     for kind, caller, caller_op, target, target_op, calls, errors, q in deps_sql.edges(
-            store.con, scope, level.value):
+            store.con, scope, level.value, indexed=indexed):
         if kind == "unpaired":
             unpaired[str(caller)] += int(calls)
             continue
@@ -121,7 +131,7 @@ def dependencies(store: Store, scope: Scope, *, level: DepsLevel | str = DepsLev
                           _ms(q[0]), _ms(q[1]), _text(caller_op), _text(target_op)))
     edges.sort(key=lambda e: (e.caller, e.caller_operation or "", e.callee,
                               e.callee_operation or "", e.kind.value))
-    return DependencyGraph(level, edges, unpaired)
+    return DependencyGraph(level, edges, unpaired, indexed)
 
 
 def _ms(ns: Any) -> float:

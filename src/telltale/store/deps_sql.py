@@ -19,52 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from telltale.analyses.scope import Scope
+from telltale.store import span_index_sql as ix
 from telltale.store.scope_sql import is_error, is_kind, span_filter
 
 QUANTILES = [0.5, 0.95]
 
 _OUTBOUND = f"({is_kind('Client')} OR {is_kind('Producer')})"
-
-
-def _attr(key: str, alias: str = "", *, raw: bool = False) -> str:
-    """An attribute's value, an empty one read as missing; `raw` skips that check, for maps
-    known to hold no empty value."""
-    col = f"{alias}." if alias else ""
-    lookup = f"{col}SpanAttributes['{key}']"
-    return lookup if raw else f"nullif({lookup}, '')"
-
-
-def _peer(alias: str, *, raw: bool = False) -> str:
-    """The peer a client span names, as 'kind|name' (most explicit attribute first; NULL when
-    none). One COALESCE, so each span pays only for the lookups up to the first hit."""
-    def attr(key: str) -> str:
-        return _attr(key, alias, raw=raw)
-    return (f"coalesce('external|' || {attr('peer.service')},"
-            f" 'external|' || {attr('service.peer.name')},"
-            f" 'database|' || coalesce({attr('db.system.name')}, {attr('db.system')})"
-            f" || coalesce('/' || {attr('db.namespace')}, ''),"
-            f" 'broker|' || {_broker(alias, raw=raw)},"
-            f" 'external|' || coalesce({attr('gen_ai.provider.name')}, {attr('gen_ai.system')},"
-            f" {attr('server.address')}, {attr('net.peer.name')}))")
-
-
-def _broker(alias: str, *, raw: bool = False) -> str:
-    return (f"{_attr('messaging.system', alias, raw=raw)} || coalesce('/' || "
-            f"{_attr('messaging.destination.name', alias, raw=raw)}, '')")
-
-
-def _unpaired_target(alias: str) -> str:
-    """What a client / producer span with no callee reaches: 'skip|' for a producer whose broker
-    edge covers it, its peer, or 'unpaired|'. An empty value must read as missing, and the
-    NULLIFs that ensure it cost more than the lookups: a span whose attributes hold no empty
-    value (nearly all) takes the same expression without them."""
-    def target(raw: bool) -> str:
-        # (nested CASEs, not AND: a projection evaluates both sides of an AND on every row)
-        return (f"coalesce(CASE WHEN {alias}.producer THEN CASE WHEN"
-                f" {_attr('messaging.system', alias, raw=raw)} IS NOT NULL THEN 'skip|' END END,"
-                f" {_peer(alias, raw=raw)}, 'unpaired|')")
-    return (f"CASE WHEN list_contains(map_values({alias}.SpanAttributes), '') THEN {target(False)}"
-            f" ELSE {target(True)} END")
 
 
 # Spans that can be called from another service: entry spans (an Internal or Client span's
@@ -84,7 +44,27 @@ _CALLER_OP = {
         " AND pp.ServiceName = j.ServiceName",
     ),
 }
+# The same over the span index, whose keys are stored.
+_INDEX_CALLER_JOIN = (f"LEFT JOIN (SELECT Key, ServiceName, SpanName FROM {ix.TABLE}) pp"
+                      " ON j.outbound AND pp.Key = j.ParentKey AND pp.ServiceName = j.ServiceName")
 
+# Edges ('kind|target', caller, caller_op, span_op, target_op, d, failed) → the graph.
+_GROUPED = f"""
+, g AS MATERIALIZED (
+    -- materialized: filters on `target` pushed below the aggregate would look peers up twice
+    SELECT target, caller, {{group_caller_op}} AS caller_op, {{group_target_op}} AS target_op,
+        count(*) AS calls, count(*) FILTER (WHERE failed) AS errors,
+        quantile_cont(d, {QUANTILES}) AS q
+    FROM e WHERE {{names}}
+    GROUP BY ALL
+)
+SELECT split_part(target, '|', 1) AS kind, caller, caller_op,
+    nullif(substr(target, strpos(target, '|') + 1), '') AS callee, target_op, calls, errors, q
+FROM g WHERE target IS NOT NULL AND NOT starts_with(target, 'skip|')
+ORDER BY ALL
+"""
+
+# From the raw spans: the fallback for a store without a complete span index.
 # The attribute maps ride along the join so that peers are looked up only for the client spans
 # that found no callee. Every map lookup sits behind a CASE on the span kind: a filter pushed
 # down to the scan would otherwise evaluate it for every span. {op} and {parent}: span names and
@@ -110,7 +90,7 @@ WITH p AS (
 ), j AS (
     SELECT p.*, c.ServiceName AS callee, c.SpanName AS callee_op, c.Duration AS callee_ns,
         c.err AS callee_err, c.queued OR p.producer AS messaging,
-        CASE WHEN c.ServiceName IS NULL THEN {_unpaired_target('p')} END AS peer
+        CASE WHEN c.ServiceName IS NULL THEN {ix.unpaired_target('p')} END AS peer
     FROM p LEFT JOIN callee c ON c.TraceId = p.TraceId AND c.SpanId = p.SpanId
         -- a client reaching a server of its own service is a self-call; otherwise only calls
         -- across services count
@@ -130,34 +110,57 @@ WITH p AS (
     FROM j {{caller_join}}
     UNION ALL
     -- Every producer span also reaches its broker, consumed or not.
-    SELECT CASE WHEN {is_kind('Producer', 'j')} THEN 'broker|' || {_broker('j')} END,
+    SELECT CASE WHEN {is_kind('Producer', 'j')} THEN 'broker|' || {ix.broker('j')} END,
         j.ServiceName, {{broker_op}}, j.SpanName, j.SpanName, j.Duration, {is_error('j')}
     FROM otel_traces j {{broker_join}}
     WHERE {{broker_where}} AND {is_kind('Producer', 'j')}
-), g AS MATERIALIZED (
-    -- materialized: filters on `target` pushed below the aggregate would look peers up twice
-    SELECT target, caller, {{group_caller_op}} AS caller_op, {{group_target_op}} AS target_op,
-        count(*) AS calls, count(*) FILTER (WHERE failed) AS errors,
-        quantile_cont(d, {QUANTILES}) AS q
-    FROM e WHERE {{names}}
-    GROUP BY ALL
-)
-SELECT split_part(target, '|', 1) AS kind, caller, caller_op,
-    nullif(substr(target, strpos(target, '|') + 1), '') AS callee, target_op, calls, errors, q
-FROM g WHERE target IS NOT NULL AND NOT starts_with(target, 'skip|')
-ORDER BY ALL
-"""
+){_GROUPED}"""
+
+# The same graph from the span index (store/span_index_sql.py): integer keys instead of string
+# ids, kinds as codes, peers named at ingest. Each clause mirrors its twin in EDGES.
+INDEX_EDGES = f"""
+WITH p AS (
+    SELECT Key, {{parent}} AS ParentKey, ServiceName, {{op}} AS SpanName, Duration, Failed AS err,
+        Kind IN ({ix.CLIENT}, {ix.PRODUCER}) AS outbound, Kind = {ix.PRODUCER} AS producer, Peer
+    FROM {ix.TABLE} WHERE {{where}}
+), callee AS (
+    SELECT ParentKey AS Key, ServiceName, {{op}} AS SpanName, Duration, Failed AS err,
+        Kind = {ix.CONSUMER} AS queued, false AS via_link, Kind <> {ix.UNSPECIFIED} AS declared
+    FROM {ix.TABLE}
+    WHERE ParentKey IS NOT NULL AND Kind IN ({ix.SERVER}, {ix.CONSUMER}, {ix.UNSPECIFIED})
+        AND {{callee_where}}
+    UNION ALL
+    SELECT unnest(LinkKeys), ServiceName, {{op}}, Duration, Failed, Kind = {ix.CONSUMER}, true, true
+    FROM {ix.TABLE} WHERE LinkKeys IS NOT NULL
+), j AS (
+    SELECT p.*, c.ServiceName AS callee, c.SpanName AS callee_op, c.Duration AS callee_ns,
+        c.err AS callee_err, c.queued OR p.producer AS messaging
+    FROM p LEFT JOIN callee c ON c.Key = p.Key
+        AND (c.ServiceName <> p.ServiceName OR (p.outbound AND c.declared))
+        AND (NOT c.via_link OR c.queued OR p.producer)
+    WHERE c.ServiceName IS NOT NULL OR p.outbound
+), e AS (
+    SELECT
+        CASE WHEN j.callee IS NULL THEN j.Peer
+            ELSE CASE WHEN j.messaging THEN 'messaging|' ELSE 'call|' END || j.callee END AS target,
+        j.ServiceName AS caller, {{caller_op}} AS caller_op, j.SpanName AS span_op,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_op ELSE j.SpanName END AS target_op,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_ns ELSE j.Duration END AS d,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_err ELSE j.err END AS failed
+    FROM j {{caller_join}}
+    UNION ALL
+    SELECT j.Broker, j.ServiceName, {{broker_op}}, j.SpanName, j.SpanName, j.Duration, j.Failed
+    FROM {ix.TABLE} j {{broker_join}}
+    WHERE {{broker_where}} AND j.Kind = {ix.PRODUCER}
+){_GROUPED}"""
 
 
 # A window over a long store reads only the callees its callers can have: started after the
 # window opened (less a clock-skew allowance) and, but for queue consumers (which may start long
 # after their producer), before the last caller ended (plus the allowance).
 SKEW_NS = 10 * 60 * 1_000_000_000
-CALLEE_WINDOW = f"""Timestamp >= $callee_lo
-    AND (Timestamp <= $callee_hi OR {is_kind('Consumer')})"""
-CALLER_EXTENT = """
-SELECT min(Timestamp), max(Timestamp + Duration) FROM otel_traces WHERE {where}
-"""
+CALLEE_WINDOW = "Timestamp >= $callee_lo AND (Timestamp <= $callee_hi OR {consumer})"
+CALLER_EXTENT = "SELECT min(Timestamp), max(Timestamp + Duration) FROM {table} WHERE {where}"
 
 
 def _names(scope: Scope) -> tuple[str, dict[str, Any]]:
@@ -174,13 +177,16 @@ def _names(scope: Scope) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-def edges(con: Any, scope: Scope, level: str) -> list[tuple[Any, ...]]:
+def edges(con: Any, scope: Scope, level: str, *, indexed: bool = True) -> list[tuple[Any, ...]]:
     """(kind, caller, caller_op, target, target_op, calls, errors, [p50, p95] ns) per edge;
     operations are NULL at service level. Unpaired client spans come as kind 'unpaired' with
-    a NULL target."""
+    a NULL target. `indexed`: read the span index (which must be complete), else the spans."""
     if level not in _CALLER_OP:
         raise ValueError(f"no dependency level {level!r}; choose one of {sorted(_CALLER_OP)}")
     caller_op, caller_join = _CALLER_OP[level]
+    if indexed:
+        caller_join = _INDEX_CALLER_JOIN
+    table = ix.TABLE if indexed else "otel_traces"
     window = Scope(scope.since, scope.until)
     where, params = span_filter(window)
     broker_where, broker_params = span_filter(window, "j", prefix="br")
@@ -189,13 +195,16 @@ def edges(con: Any, scope: Scope, level: str) -> list[tuple[Any, ...]]:
     names_ops = per_op or bool(scope.operations)
     callee_where, callee_params = "true", {}
     if window.since is not None or window.until is not None:
-        lo, hi = con.execute(CALLER_EXTENT.format(where=where), params).fetchall()[0]
-        callee_where = CALLEE_WINDOW
+        extent = CALLER_EXTENT.format(table=table, where=where)
+        lo, hi = con.execute(extent, params).fetchall()[0]
+        callee_where = CALLEE_WINDOW.format(
+            consumer=f"Kind = {ix.CONSUMER}" if indexed else is_kind("Consumer"))
         callee_params = {"callee_lo": (lo or 0) - SKEW_NS, "callee_hi": (hi or 0) + SKEW_NS}
-    sql = EDGES.format(
+    sql = (INDEX_EDGES if indexed else EDGES).format(
         callee_where=callee_where,
-        parent="ParentSpanId" if per_op else "NULL", op="SpanName" if names_ops else "NULL",
-        where=where, caller_op=caller_op, caller_join=caller_join,
+        parent=("ParentKey" if indexed else "ParentSpanId") if per_op else "NULL",
+        op="SpanName" if names_ops else "NULL",
+        where=where, caller_op=caller_op, caller_join=caller_join if per_op else "",
         broker_op=(_CALLER_OP["operation"][0].replace("j.outbound", "true") if per_op else "NULL"),
         broker_join=caller_join.replace("j.outbound AND ", "") if per_op else "",
         broker_where=broker_where, names=names,

@@ -16,7 +16,7 @@ from telltale.normalize import staging
 from telltale.normalize.anyvalue import go_float
 from telltale.normalize.staging import PART, Decoded, with_part
 from telltale.settings import EARLIEST_VALID_NS, Settings
-from telltale.store import log_assign, otlp_json, otlp_proto, schema, validate
+from telltale.store import log_assign, otlp_json, otlp_proto, schema, span_index, validate
 from telltale.store.batches import BatchReport, BatchSource
 from telltale.store.staging_tables import concat, create_temp, staging_names
 
@@ -204,6 +204,8 @@ class Store:
                 if check in filled:
                     self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
                                           reports, params)
+            if any(r.stored[Signal.TRACES] for r in reports):  # the index commits with its spans
+                span_index.index_batches(con, base, base + len(parts) - 1)
             if "stg_logs" in filled:  # templates commit with their records, or neither does
                 log_assign.assign(con, self.path, base, base + len(parts) - 1)
             rows = []

@@ -11,7 +11,7 @@ forces or that telltale adds:
 
 from __future__ import annotations
 
-from telltale.store import log_templates_sql
+from telltale.store import log_templates_sql, span_index_sql
 
 ATTRS = "MAP(VARCHAR, VARCHAR)"
 
@@ -123,6 +123,7 @@ MIGRATIONS: list[list[str]] = [
         _QUARANTINE,
     ],
     log_templates_sql.MIGRATION,  # 2: log templates and each log record's template
+    span_index_sql.MIGRATION,  # 3: the span index the dependency graph reads, filled
 ]
 
 VERSION_TABLE = """
