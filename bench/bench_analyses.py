@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from telltale.analyses.deps import dependencies
+from telltale.analyses.eval_nezha import evaluate_nezha
 from telltale.analyses.heatmap import heatmap, with_slowest
 from telltale.analyses.profile import profile, span_rank
 from telltale.analyses.scope import Scope
 from telltale.store import Store, span_index
 
 T = TypeVar("T")
+NEZHA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nezha" / "trainticket-2023-01-29"
 START_NS = 1_768_471_200_000_000_000  # 2026-01-15T10:00:00Z
 WINDOW_NS = 3600 * 1_000_000_000
 
@@ -214,12 +216,29 @@ def main() -> None:
                     help="time one analysis (with --db, to compare changes on one store)")
     ap.add_argument("--raw", action="store_true",
                     help="also time the dependency graph from the raw spans (without the index)")
+    ap.add_argument("--nezha", type=Path, default=NEZHA,
+                    help="a Nezha-layout fault directory: also print the root-cause AS@k there")
     args = ap.parse_args()
     if args.db:
         run(args.db, args.traces, args.repeat, args.only, args.raw)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(Path(tmp) / "bench.duckdb", args.traces, args.repeat, args.only, args.raw)
+    if args.only is None:
+        nezha(args.nezha)
+
+
+def nezha(directory: Path) -> None:
+    """The root-cause ranking's AS@k on real faults (what `telltale eval nezha` prints)."""
+    if not (directory / "fault_list.json").is_file():
+        print(f"Nezha AS@k: skipped ({directory} not present)")
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        run(Path(tmp) / "bench.duckdb", args.traces, args.repeat, args.only, args.raw)
+    t0 = time.perf_counter()
+    result = evaluate_nezha(directory)
+    s = result.summary()
+    print(f"Nezha root cause on {directory.name}: {s['faults']} faults, AS@1 {s['AS@1']:.2f} %, "
+          f"AS@3 {s['AS@3']:.2f} %, AS@5 {s['AS@5']:.2f} % (published Nezha: 86.67 / 97.78 / -) "
+          f"in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
