@@ -256,7 +256,7 @@ class Store:
         """Fill the staging tables; returns the names of those that received rows."""
         con = self.con
         filled: set[str] = set()
-        if decoded.spans or decoded.proto_traces or decoded.json_trace_lines:
+        if decoded.spans or decoded.json_trace_lines:
             filled.add("stg_spans")
         if decoded.logs or decoded.json_log_lines:
             filled.add("stg_logs")
@@ -269,14 +269,12 @@ class Store:
         for kind, tables in decoded.metrics.items():
             if tables:
                 self._append(f"stg_metrics_{kind}", concat(tables))
-        for traces in decoded.proto_traces:
-            con.register("tt_proto_spans", traces.spans)
-            con.register("tt_proto_res", traces.resources)
-            try:
-                con.execute(otlp_proto.STAGE_SPANS[traces.has_events, traces.has_links])
-            finally:
-                _unregister(con, "tt_proto_spans")
-                _unregister(con, "tt_proto_res")
+        if decoded.proto_traces:  # valid spans are stored here, rejected ones staged
+            stored, rejected = otlp_proto.store(con, otlp_proto.merge(decoded.proto_traces),
+                                                params, skipped)
+            for part, n in stored.items():
+                reports[part].stored[Signal.TRACES] += n
+            filled.update(["stg_spans"] if rejected else [])
         for lines, table, stage_sql, suspects_sql in (
             (decoded.json_trace_lines, "stg_spans", otlp_json.STAGE_SPANS,
              otlp_json.SUSPECT_TRACE_LINES),

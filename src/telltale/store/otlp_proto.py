@@ -1,6 +1,6 @@
-"""OTLP protobuf trace requests (as Arrow from ptars) staged inside DuckDB.
+"""OTLP protobuf trace requests (as Arrow from ptars) validated and stored inside DuckDB.
 
-The nested protobuf structs become staged rows in one parallel INSERT: binary ids to hex,
+The nested protobuf structs become span rows in one parallel INSERT: binary ids to hex,
 enum numbers to the exporter's names, attribute values to `AnyValue.AsString()` text. Arrays
 and maps inside attribute values arrive as serialized protobuf (ptars stops at the recursive
 type) and go through a small Python function that only runs for those rare values.
@@ -9,12 +9,20 @@ type) and go through a small Python function that only runs for those rare value
 from __future__ import annotations
 
 import base64
+import contextlib
+from typing import Any
 
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from telltale.model import SpanKind, StatusCode
 from telltale.normalize.anyvalue import go_json, plain
+from telltale.normalize.staging import PART, ProtoTraces
+from telltale.store import validate
 from telltale.store.otlp_json import FLOAT_UDF_NAME, attr_entries, attrs_map, entries_map
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
@@ -62,8 +70,12 @@ def _amap(expr: str) -> str:
 # tt_proto_spans / tt_proto_res are the two tables of a `staging.ProtoTraces`. Planning this
 # statement costs more than running it on one SDK batch, so each list of attributes is converted
 # once into a column (`sentries`, `rentries`) that the map building then refers to, and events
-# and links are only planned for when some span has them.
-def stage_spans(with_events: bool, with_links: bool) -> str:
+# and links are only planned for when some span has them. A span finds its resource's map by
+# position (`Res` numbers resources 0..n-1) in one list, not by a join: DuckDB does not keep
+# rows in order through a join, and then inserts them unordered (file order lost, and a third of
+# the database file left as free blocks by its parallel insert); the lookup costs the same.
+def _staged(with_events: bool, with_links: bool) -> str:
+    """The staged rows (stg_spans' columns but Defect) of the registered ProtoTraces."""
     events = (f"""list_transform(s.events, lambda e: {{
         'Timestamp': TRY_CAST(e.time_unix_nano AS BIGINT), 'Name': e.name,
         'Attributes': {_amap("e.attributes")}}})""" if with_events else "[]")
@@ -72,12 +84,12 @@ def stage_spans(with_events: bool, with_links: bool) -> str:
         'TraceState': k.trace_state, 'Attributes': {_amap("k.attributes")}}})"""
              if with_links else "[]")
     return f"""
-INSERT INTO stg_spans BY NAME
 WITH res AS (
-    SELECT Res, {entries_map("rentries")} AS rattrs
+    SELECT list({entries_map("rentries")} ORDER BY Res) AS rattrs
     FROM (SELECT Res, {attr_entries("attributes", _value)} AS rentries FROM tt_proto_res)
 ), sp AS (
     SELECT *, {attr_entries("attributes", _value)} AS sentries FROM tt_proto_spans
+    WHERE NOT list_contains($skipped::INTEGER[], Part)
 )
 SELECT s.Part AS Part, s.Prefix || ' span ' || s.Idx AS Pos,
     strlen(s.name) + coalesce(list_sum(list_transform(s.sentries,
@@ -86,13 +98,85 @@ SELECT s.Part AS Part, s.Prefix || ' span ' || s.Idx AS Pos,
     TRY_CAST(s.end_time_unix_nano AS BIGINT) AS EndNs,
     {_hex("s.trace_id")} AS TraceId, {_hex("s.span_id")} AS SpanId,
     {_hex("s.parent_span_id")} AS ParentSpanId, s.trace_state AS TraceState, s.name AS SpanName,
-    {_enum("s.kind", SpanKind)} AS SpanKind, r.rattrs['service.name'] AS ServiceName,
-    r.rattrs AS ResourceAttributes, s.ScopeName AS ScopeName, s.ScopeVersion AS ScopeVersion,
+    {_enum("s.kind", SpanKind)} AS SpanKind, r.rattrs[s.Res + 1]['service.name'] AS ServiceName,
+    r.rattrs[s.Res + 1] AS ResourceAttributes, s.ScopeName AS ScopeName, s.ScopeVersion AS ScopeVersion,
     {entries_map("s.sentries")} AS SpanAttributes,
     {_enum("s.status.code", StatusCode)} AS StatusCode, s.status.message AS StatusMessage,
     {events} AS Events, {links} AS Links
-FROM sp s JOIN res r ON s.Res = r.Res
+FROM sp s, res r
 """
 
 
-STAGE_SPANS = {(e, k): stage_spans(e, k) for e in (False, True) for k in (False, True)}
+# Validation runs while staging: valid spans (nearly all) go straight into otel_traces, so they
+# are built and written once instead of staged, updated and copied; only the rejected ones are
+# staged (with their Defect) for the common quarantine step. Both use validate.py's one rule set.
+def store_spans(with_events: bool, with_links: bool) -> str:
+    return f"""
+INSERT INTO otel_traces
+SELECT {validate.SPAN_COLUMNS}
+FROM ({_staged(with_events, with_links)}) t
+WHERE {validate.span_defect("t")} IS NULL
+"""
+
+
+def stage_rejects(with_events: bool, with_links: bool) -> str:
+    return f"""
+INSERT INTO stg_spans BY NAME
+SELECT * FROM (
+    SELECT *, {validate.span_defect("t")} AS Defect FROM ({_staged(with_events, with_links)}) t
+) WHERE Defect IS NOT NULL
+"""
+
+
+_FLAGS = [(e, k) for e in (False, True) for k in (False, True)]
+STORE_SPANS = {flags: store_spans(*flags) for flags in _FLAGS}
+STAGE_REJECTS = {flags: stage_rejects(*flags) for flags in _FLAGS}
+# Spans stored per part by STORE_SPANS (this commit's batches start at $batch).
+STORED_PER_PART = ("SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
+                   " GROUP BY ALL")
+
+
+# DuckDB's Arrow scan hands whole record batches to its threads, so one big batch keeps the
+# insert on one core. Batches of one row group (DuckDB's default size) are each written as they
+# come; smaller ones are copied again to be merged into row groups (2-10 % slower here), and
+# sizes that straddle row groups left a third of the file as free blocks.
+_ROW_GROUP = 122_880
+
+
+def merge(traces: list[ProtoTraces]) -> ProtoTraces:
+    """A commit's ProtoTraces as one (one statement to plan), resources renumbered, spans in
+    record batches of a row group."""
+    spans, resources, offset = [], [], 0
+    for t in traces:
+        spans.append(t.spans.set_column(t.spans.schema.get_field_index("Res"), "Res",
+                                        pc.add(t.spans["Res"], offset)))
+        resources.append(t.resources.set_column(0, "Res", pc.add(t.resources["Res"],
+                                                                         offset)))
+        offset += t.resources.num_rows
+    table = pa.concat_tables(spans).combine_chunks()
+    return ProtoTraces(pa.Table.from_batches(table.to_batches(max_chunksize=_ROW_GROUP), table.schema),
+                       pa.concat_tables(resources))
+
+
+def store(con: duckdb.DuckDBPyConnection, traces: ProtoTraces, params: dict[str, Any],
+          skipped: list[int]) -> tuple[dict[int, int], bool]:
+    """Store the valid spans of `traces` and stage the rejected ones (inside the caller's
+    transaction); returns spans stored per part and whether any span was staged."""
+    flags = (traces.has_events, traces.has_links)
+    bounds = {k: params[k] for k in ("min_ts", "max_ts", "max_bytes")} | {"skipped": skipped}
+    con.register("tt_proto_spans", traces.spans)
+    con.register("tt_proto_res", traces.resources)
+    try:
+        con.execute(STORE_SPANS[flags], bounds | {"batch": params["batch"]})
+        stored = {int(p): int(n) for p, n in
+                  con.execute(STORED_PER_PART, {"batch": params["batch"]}).fetchall()}
+        parts, counts = np.unique(traces.spans[PART].to_numpy(), return_counts=True)
+        rejected = any(stored.get(int(p), 0) < n for p, n in zip(parts, counts, strict=True)
+                       if int(p) not in skipped)
+        if rejected:
+            con.execute(STAGE_REJECTS[flags], bounds)
+        return stored, rejected
+    finally:
+        for name in ("tt_proto_spans", "tt_proto_res"):
+            with contextlib.suppress(duckdb.Error):  # see duck._unregister
+                con.unregister(name)

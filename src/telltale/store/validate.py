@@ -3,7 +3,9 @@
 Each staged row's `Defect` is set to its reason (NULL = valid) by one UPDATE, which touches a
 single column instead of copying the staged rows. Valid rows are normalised (lower-case
 ids, all-zero parent = root, Duration = end - start) and stored; the rest go to quarantine with
-the staged row as JSON, so nothing is lost. Bounds are bound parameters, never interpolated.
+the staged row as JSON, so nothing is lost. OTLP protobuf spans apply the same rules while they
+are staged (`span_defect`, store/otlp_proto.py): only their rejects reach the staging table.
+Bounds are bound parameters, never interpolated.
 `$batch + Part` is each row's batch: a grouped commit (the receiver's) stores many parts, each
 its own batch, in one transaction.
 """
@@ -23,34 +25,47 @@ def _ts_bad(col: str) -> str:
     return f"({col} IS NULL OR {col} < $min_ts OR {col} > $max_ts)"
 
 
+def _span_rules(s: str) -> str:
+    """The WHEN clauses naming a staged span's first defect (`s` is its row's alias)."""
+    return f"""
+    WHEN coalesce({s}.TraceId, '') = '' THEN '{Q.MISSING_TRACE_ID}'
+    WHEN NOT regexp_matches(lower({s}.TraceId), {_HEX32}) OR ltrim({s}.TraceId, '0') = ''
+        THEN '{Q.BAD_TRACE_ID}'
+    WHEN coalesce({s}.SpanId, '') = '' THEN '{Q.MISSING_SPAN_ID}'
+    WHEN NOT regexp_matches(lower({s}.SpanId), {_HEX16}) OR ltrim({s}.SpanId, '0') = ''
+        THEN '{Q.BAD_SPAN_ID}'
+    WHEN coalesce({s}.ParentSpanId, '') <> ''
+        AND NOT regexp_matches(lower({s}.ParentSpanId), {_HEX16}) THEN '{Q.BAD_PARENT_ID}'
+    WHEN {_ts_bad(f"{s}.StartNs")} OR {s}.EndNs IS NULL THEN '{Q.BAD_TIMESTAMP}'
+    WHEN {s}.EndNs < {s}.StartNs THEN '{Q.NEGATIVE_DURATION}'
+    WHEN coalesce({s}.SpanName, '') = '' THEN '{Q.MISSING_NAME}'
+    WHEN {s}.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'"""
+
+
+def span_defect(s: str) -> str:
+    """A staged span's defect (NULL = valid), for paths that validate while they stage."""
+    return f"CASE {_span_rules(s)}\nEND"
+
+
 SPAN_REASON = f"""
 UPDATE stg_spans s SET Defect = CASE
-    WHEN s.Defect IS NOT NULL THEN s.Defect
-    WHEN coalesce(s.TraceId, '') = '' THEN '{Q.MISSING_TRACE_ID}'
-    WHEN NOT regexp_matches(lower(s.TraceId), {_HEX32}) OR ltrim(s.TraceId, '0') = ''
-        THEN '{Q.BAD_TRACE_ID}'
-    WHEN coalesce(s.SpanId, '') = '' THEN '{Q.MISSING_SPAN_ID}'
-    WHEN NOT regexp_matches(lower(s.SpanId), {_HEX16}) OR ltrim(s.SpanId, '0') = ''
-        THEN '{Q.BAD_SPAN_ID}'
-    WHEN coalesce(s.ParentSpanId, '') <> ''
-        AND NOT regexp_matches(lower(s.ParentSpanId), {_HEX16}) THEN '{Q.BAD_PARENT_ID}'
-    WHEN {_ts_bad("s.StartNs")} OR s.EndNs IS NULL THEN '{Q.BAD_TIMESTAMP}'
-    WHEN s.EndNs < s.StartNs THEN '{Q.NEGATIVE_DURATION}'
-    WHEN coalesce(s.SpanName, '') = '' THEN '{Q.MISSING_NAME}'
-    WHEN s.RecordBytes > $max_bytes THEN '{Q.OVERSIZE}'
+    WHEN s.Defect IS NOT NULL THEN s.Defect{_span_rules("s")}
 END
 """
 
-SPAN_STORE = f"""
-INSERT INTO otel_traces
-SELECT StartNs, lower(TraceId), lower(SpanId),
+# A valid staged span → its otel_traces row ($batch + Part: see the module docstring).
+SPAN_COLUMNS = f"""StartNs, lower(TraceId), lower(SpanId),
     CASE WHEN lower(coalesce(ParentSpanId, '')) = '{ZERO_PARENT}' THEN ''
          ELSE lower(coalesce(ParentSpanId, '')) END,
     coalesce(TraceState, ''), SpanName, coalesce(SpanKind, 'Unspecified'),
     coalesce(ServiceName, ''), coalesce(ResourceAttributes, MAP()), coalesce(ScopeName, ''),
     coalesce(ScopeVersion, ''), coalesce(SpanAttributes, MAP()), EndNs - StartNs,
     coalesce(StatusCode, 'Unset'), coalesce(StatusMessage, ''), coalesce(Events, []),
-    coalesce(Links, []), $batch + coalesce(Part, 0)
+    coalesce(Links, []), $batch + coalesce(Part, 0)"""
+
+SPAN_STORE = f"""
+INSERT INTO otel_traces
+SELECT {SPAN_COLUMNS}
 FROM stg_spans WHERE Defect IS NULL
 """
 

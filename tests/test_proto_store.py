@@ -1,0 +1,135 @@
+"""OTLP protobuf spans validated while they are stored: valid ones land in otel_traces, each
+rejected one in quarantine with its reason, position and staged row, per part of a group commit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from conftest import NOW_NS, pinned_settings
+from telltale.model import QuarantineReason as Q
+from telltale.model import Signal
+from telltale.normalize.otlp_arrow import trace_requests
+from telltale.normalize.staging import Decoded
+from telltale.store import Store, otlp_proto
+from telltale.store.batches import BatchSource
+
+TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+# (span id, parent id, name, start offset, end offset, padding) and the expected defect.
+SPANS: list[tuple[bytes, bytes, str, int, int, int, Q | None]] = [
+    (bytes.fromhex("b7ad6b7169203331"), b"", "root", 0, 10, 0, None),
+    (bytes.fromhex("00f067aa0ba902b7"), bytes.fromhex("b7ad6b7169203331"), "child", 1, 5, 0, None),
+    (bytes.fromhex("0000000000000000"), b"", "zero-id", 0, 1, 0, Q.BAD_SPAN_ID),
+    (bytes.fromhex("00f067aa0ba9"), b"", "short-id", 0, 1, 0, Q.BAD_SPAN_ID),
+    (bytes.fromhex("00000000000000a1"), b"\x01", "bad-parent", 0, 1, 0, Q.BAD_PARENT_ID),
+    (bytes.fromhex("00000000000000a2"), b"", "", 0, 1, 0, Q.MISSING_NAME),
+    (bytes.fromhex("00000000000000a3"), b"", "backwards", 5, 1, 0, Q.NEGATIVE_DURATION),
+    (bytes.fromhex("00000000000000a4"), b"", "huge", 0, 1, 600, Q.OVERSIZE),
+]
+
+
+def _request(service: str, trace_id: bytes = TRACE) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    attr = rs.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", service
+    scope = rs.scope_spans.add()
+    for span_id, parent, name, start, end, pad, _ in SPANS:
+        s = scope.spans.add()
+        s.trace_id, s.span_id, s.parent_span_id, s.name = trace_id, span_id, parent, name
+        s.start_time_unix_nano, s.end_time_unix_nano = NOW_NS - 1000 + start, NOW_NS - 1000 + end
+        a = s.attributes.add()
+        a.key, a.value.int_value = "n", 7
+        if pad:
+            a = s.attributes.add()
+            a.key, a.value.string_value = "pad", "x" * pad
+    return req.SerializeToString()
+
+
+def _commit(store: Store, frames: list[bytes], hashes: list[str]) -> list[Counter[Q]]:
+    traces, rejects = trace_requests(frames, ["request"] * len(frames), list(range(len(frames))))
+    assert traces is not None and not rejects
+    reports = store.commit_parts(Decoded(proto_traces=[traces]),
+                                 [BatchSource(f"part {i}", "otlp-proto", h)
+                                  for i, h in enumerate(hashes)])
+    for r in reports:
+        assert r.already_ingested or r.stored == Counter({Signal.TRACES: 2})
+    return [r.quarantined for r in reports]
+
+
+def test_each_rejected_span_is_quarantined_with_its_reason(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    expected = Counter(d for *_, d in SPANS if d is not None)
+    with Store(db, settings=pinned_settings(db, max_record_bytes=500)) as store:
+        assert _commit(store, [_request("a")], ["h1"]) == [expected]
+        assert sorted(store.query("SELECT SpanName, ParentSpanId FROM otel_traces")) == [
+            ("child", "b7ad6b7169203331"), ("root", "")]
+        got = store.query("SELECT BatchId, Position, Reason, Raw FROM telltale_quarantine"
+                          " ORDER BY Position")
+        want = sorted((1, f"request span {i}", d.value) for i, (*_, d) in
+                      enumerate(SPANS, start=1) if d is not None)
+        assert [g[:3] for g in got] == want
+        staged = {g[1]: orjson.loads(g[3]) for g in got}
+        assert staged["request span 6"]["SpanName"] == ""
+        assert staged["request span 3"]["SpanId"] == "0000000000000000"
+        assert staged["request span 8"]["SpanAttributes"] == {"n": "7", "pad": "x" * 600}
+        assert store.query("SELECT count(*) FROM telltale_span_index") == [(2,)]
+
+
+def test_group_commit_skips_known_parts_and_reports_each(tmp_path: Path) -> None:
+    db = tmp_path / "t.duckdb"
+    expected = Counter(d for *_, d in SPANS if d is not None)
+    other = bytes.fromhex("1af7651916cd43dd8448eb211c80319c")
+    with Store(db, settings=pinned_settings(db, max_record_bytes=500)) as store:
+        _commit(store, [_request("a")], ["h1"])
+        # part 0 was committed before, part 2 repeats part 1: only part 1 is stored.
+        quarantined = _commit(store, [_request("a"), _request("b", other), _request("b", other)],
+                              ["h1", "h2", "h2"])
+        assert quarantined == [Counter(), expected, Counter()]
+        assert store.query("SELECT BatchId, count(*) FROM otel_traces GROUP BY ALL"
+                           " ORDER BY 1") == [(1, 2), (3, 2)]
+        assert store.query("SELECT BatchId, count(*) FROM telltale_quarantine GROUP BY ALL"
+                           " ORDER BY 1") == [(1, 6), (3, 6)]
+        assert store.query("SELECT BatchId, Stored, Quarantined FROM telltale_ingest_batches"
+                           " ORDER BY 1") == [(1, 2, 6), (3, 2, 6)]
+
+
+def test_spans_keep_file_order_across_record_batches(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many record batches are stored in parallel, yet in the order of the file (a join to the
+    resources would let DuckDB store them out of order)."""
+    monkeypatch.setattr(otlp_proto, "_ROW_GROUP", 64)
+    frames = []
+    for r in range(40):
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        attr = rs.resource.attributes.add()
+        attr.key, attr.value.string_value = "service.name", f"svc-{r % 3}"
+        scope = rs.scope_spans.add()
+        for i in range(100):
+            s = scope.spans.add()
+            s.trace_id, s.span_id = TRACE, (r * 1000 + i + 1).to_bytes(8, "big")
+            s.name = f"{r:02d}-{i:03d}"
+            s.start_time_unix_nano, s.end_time_unix_nano = NOW_NS - 1000, NOW_NS
+        frames.append(req.SerializeToString())
+    db = tmp_path / "t.duckdb"
+    with Store(db, settings=pinned_settings(db)) as store:
+        store.con.execute("SET threads = 4")
+        _commit_all(store, frames)
+        names = [n for (n,) in store.query("SELECT SpanName FROM otel_traces ORDER BY rowid")]
+        assert names == sorted(names) and len(names) == 4000
+        services = store.query("SELECT SpanName, ServiceName FROM otel_traces"
+                               " WHERE SpanName LIKE '%-000' ORDER BY 1")
+        assert services == [(f"{r:02d}-000", f"svc-{r % 3}") for r in range(40)]
+
+
+def _commit_all(store: Store, frames: list[bytes]) -> None:
+    traces, rejects = trace_requests(frames, ["request"] * len(frames))
+    assert traces is not None and not rejects
+    (report,) = store.commit_parts(Decoded(proto_traces=[traces]),
+                                   [BatchSource("file", "otlp-proto", "h")])
+    assert report.stored == Counter({Signal.TRACES: len(frames) * 100})
