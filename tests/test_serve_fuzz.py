@@ -16,6 +16,7 @@ and another signal's request (JSON).
 from __future__ import annotations
 
 import base64
+import copy
 import contextlib
 import gzip
 import json
@@ -462,7 +463,9 @@ def mutate_json(doc: dict[str, Any], edits: list[JsonEdit]) -> bytes:
         paths = list(_paths(tree))
         path = paths[e.where % len(paths)]
         if e.kind == "wrong_type":
-            tree = _set(tree, path, _WRONG_TYPES[e.choice % len(_WRONG_TYPES)])
+            # A copy: the shared lists and dicts must never end up inside each other (a cycle)
+            # or carry one example's edits into the next.
+            tree = _set(tree, path, copy.deepcopy(_WRONG_TYPES[e.choice % len(_WRONG_TYPES)]))
         elif e.kind == "huge":
             numeric = [p for p in paths if p and isinstance(p[-1], str) and (
                 p[-1].endswith("UnixNano") or p[-1] in ("intValue", "asInt", "asDouble", "count",
