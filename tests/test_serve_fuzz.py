@@ -16,8 +16,8 @@ and another signal's request (JSON).
 from __future__ import annotations
 
 import base64
-import copy
 import contextlib
+import copy
 import gzip
 import json
 import os
