@@ -48,6 +48,19 @@ _CALLER_OP = {
 _INDEX_CALLER_JOIN = (f"LEFT JOIN (SELECT Key, ServiceName, SpanName FROM {ix.TABLE}) pp"
                       " ON j.outbound AND pp.Key = j.ParentKey AND pp.ServiceName = j.ServiceName")
 
+def _edge_select(peer: str) -> str:
+    """One edge row per caller span: its callee's service, or else its peer ('kind|name')."""
+    return f"""
+    SELECT
+        CASE WHEN j.callee IS NULL THEN {peer}
+            ELSE CASE WHEN j.messaging THEN 'messaging|' ELSE 'call|' END || j.callee END AS target,
+        j.ServiceName AS caller, {{caller_op}} AS caller_op, j.SpanName AS span_op,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_op ELSE j.SpanName END AS target_op,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_ns ELSE j.Duration END AS d,
+        CASE WHEN j.callee IS NOT NULL THEN j.callee_err ELSE j.err END AS failed
+    FROM j {{caller_join}}"""
+
+
 # Edges ('kind|target', caller, caller_op, span_op, target_op, d, failed) → the graph.
 _GROUPED = f"""
 , g AS MATERIALIZED (
@@ -100,14 +113,7 @@ WITH p AS (
     WHERE c.ServiceName IS NOT NULL OR p.outbound
 ), e AS (
     -- 'kind|name': the peer expression is referenced once, so it is evaluated once per span
-    SELECT
-        CASE WHEN j.callee IS NULL THEN j.peer
-            ELSE CASE WHEN j.messaging THEN 'messaging|' ELSE 'call|' END || j.callee END AS target,
-        j.ServiceName AS caller, {{caller_op}} AS caller_op, j.SpanName AS span_op,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_op ELSE j.SpanName END AS target_op,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_ns ELSE j.Duration END AS d,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_err ELSE j.err END AS failed
-    FROM j {{caller_join}}
+{_edge_select('j.peer')}
     UNION ALL
     -- Every producer span also reaches its broker, consumed or not.
     SELECT CASE WHEN {is_kind('Producer', 'j')} THEN 'broker|' || {ix.broker('j')} END,
@@ -140,14 +146,7 @@ WITH p AS (
         AND (NOT c.via_link OR c.queued OR p.producer)
     WHERE c.ServiceName IS NOT NULL OR p.outbound
 ), e AS (
-    SELECT
-        CASE WHEN j.callee IS NULL THEN j.Peer
-            ELSE CASE WHEN j.messaging THEN 'messaging|' ELSE 'call|' END || j.callee END AS target,
-        j.ServiceName AS caller, {{caller_op}} AS caller_op, j.SpanName AS span_op,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_op ELSE j.SpanName END AS target_op,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_ns ELSE j.Duration END AS d,
-        CASE WHEN j.callee IS NOT NULL THEN j.callee_err ELSE j.err END AS failed
-    FROM j {{caller_join}}
+{_edge_select('j.Peer')}
     UNION ALL
     SELECT j.Broker, j.ServiceName, {{broker_op}}, j.SpanName, j.SpanName, j.Duration, j.Failed
     FROM {ix.TABLE} j {{broker_join}}
