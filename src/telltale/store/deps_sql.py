@@ -48,6 +48,7 @@ _CALLER_OP = {
 _INDEX_CALLER_JOIN = (f"LEFT JOIN (SELECT Key, ServiceName, SpanName FROM {ix.TABLE}) pp"
                       " ON j.outbound AND pp.Key = j.ParentKey AND pp.ServiceName = j.ServiceName")
 
+
 def _edge_select(peer: str) -> str:
     """One edge row per caller span: its callee's service, or else its peer ('kind|name')."""
     return f"""
