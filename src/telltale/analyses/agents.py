@@ -25,8 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import beta  # type: ignore[import-untyped]  # scipy ships no stubs
-
 from telltale.analyses.scope import Scope
 from telltale.render.rows import Rows
 from telltale.store import Store, agents_sql
@@ -188,6 +186,9 @@ def summarise(store: Store, scope: Scope, by: tuple[str, ...] = ("model", "role"
 def shrunk_lower_bound(failures: int, n: int, prior_rate: float, prior_weight: float) -> float:
     """2.5 % quantile of Beta(failures + w·p0, successes + w·(1 − p0)): the failure rate the
     group surely exceeds once its count is weighed against the overall rate p0."""
+    # scipy.stats costs ~0.45 s to import: only when a ranking is computed, not per CLI start.
+    from scipy.stats import beta  # type: ignore[import-untyped]  # scipy ships no stubs
+
     p0 = min(max(prior_rate, 1e-6), 1 - 1e-6)
     a = failures + prior_weight * p0
     b = n - failures + prior_weight * (1 - p0)
