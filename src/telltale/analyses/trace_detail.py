@@ -111,6 +111,15 @@ def _span(r: tuple[Any, ...]) -> SpanDetail:
         error=bool(r[17]))
 
 
+def normalize_trace_id(text: str) -> str | None:
+    """A trace id as stored (32 lowercase hex digits; shorter ids zero-padded, as Jaeger reads a
+    64-bit id), or None when `text` is not up to 32 hex digits."""
+    tid = text.strip().lower()
+    if not tid or len(tid) > 32 or any(c not in "0123456789abcdef" for c in tid):
+        return None
+    return tid.rjust(32, "0")
+
+
 def load_trace(store: Store, trace_id: str) -> TraceDetail | None:
     """The trace's spans, or None when no span of it is stored. Ids are lowercase hex."""
     trace_id = trace_id.strip().lower()

@@ -106,7 +106,7 @@ def collect(store: Store, *, since: int | None = None, until: int | None = None,
     scope = Scope(since, until)
     problems: list[str] = []
     heat = _guard(problems, "heatmap", lambda: heatmap(store, scope, by=HeatmapBy.OPERATION))
-    volume = _guard(problems, "volume", lambda: _volume(store, scope, heat)) if heat else None
+    volume = _guard(problems, "volume", lambda: volume_series(store, scope, heat)) if heat else None
     first = heat.time_edges[0] if heat and heat.time_edges else None
     last = heat.time_edges[-1] if heat and heat.time_edges else None
     view = _guard(problems, "overview", lambda: overview(
@@ -128,7 +128,7 @@ def collect(store: Store, *, since: int | None = None, until: int | None = None,
     return data
 
 
-def _volume(store: Store, scope: Scope, heat: Heatmap) -> Volume | None:
+def volume_series(store: Store, scope: Scope, heat: Heatmap) -> Volume | None:
     """Spans and errors per time bucket, on the heatmap's buckets."""
     if not heat.time_edges:
         return None

@@ -19,6 +19,8 @@ from datetime import datetime
 
 import orjson
 
+from telltale.analyses.trace_detail import normalize_trace_id
+
 DEFAULT_LIMIT = 20  # what the Jaeger UI asks for; a larger limit costs one trace read per trace
 MAX_LIMIT = 1500  # the Jaeger UI's own maximum
 DEFAULT_DEPS_LOOKBACK_MS = 24 * 3600 * 1000  # Jaeger's defaultDependencyLookbackDuration
@@ -28,7 +30,6 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
 _GO_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _LOOKBACK = re.compile(r"(\d+)([smhdw])")
 _LOOKBACK_NS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-_HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 
 
 class ParamError(ValueError):
@@ -103,10 +104,11 @@ def _int(text: str, name: str) -> int:
 def trace_id(text: str) -> str:
     """A trace id as stored: 32 lowercase hex chars (shorter ids are zero-padded, as Jaeger's
     TraceIDFromString reads a 64-bit id)."""
-    if not _HEX.fullmatch(text):
+    tid = normalize_trace_id(text) if text == text.strip() else None
+    if tid is None:
         raise ParamError(f"cannot parse traceID param: {text!r} is not a hex trace id of at most "
                          "32 characters")
-    return text.lower().rjust(32, "0")
+    return tid
 
 
 def _tag_value(value: object) -> str:

@@ -31,7 +31,7 @@ from telltale.render.svg.charts import volume_svg
 from telltale.render.svg.heatmap import heatmap_svg
 from telltale.render.svg.service_map import service_map_svg
 from telltale.render.svg.waterfall import tree_order, waterfall_svg
-from telltale.report.collect import _volume as report_volume  # the report's series, shared
+from telltale.report.collect import volume_series  # the report's series, shared
 from telltale.store import Store
 from telltale.web import params
 from telltale.web.params import Window
@@ -65,7 +65,7 @@ def service_map(graph: DependencyGraph, window_query: dict[str, str]) -> Markup:
 
 def volume(store: Store, scope: Scope, heat: Heatmap) -> Markup | None:
     """Spans and error spans per time bucket (the heatmap's buckets), as the report draws them."""
-    counts = report_volume(store, scope, heat)
+    counts = volume_series(store, scope, heat)
     if counts is None:
         return None
     return Markup(volume_svg(counts.time_edges, counts.spans, counts.errors))

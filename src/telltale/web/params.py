@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from telltale.analyses.scope import Scope
+from telltale.analyses.trace_detail import normalize_trace_id
 from telltale.store import Store
 from telltale.store.quality_sql import time_range
 from telltale.window import WindowError, parse_duration, resolve
@@ -139,7 +140,7 @@ def choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...], defau
 
 
 def trace_id(text: str) -> str:
-    tid = text.strip().lower()
-    if not tid or len(tid) > 32 or any(c not in "0123456789abcdef" for c in tid):
+    tid = normalize_trace_id(text)
+    if tid is None:
         raise BadParam("a trace id is up to 32 hex digits")
-    return tid.rjust(32, "0")
+    return tid
