@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from telltale.analyses.scope import Scope
+from telltale.store.scope_sql import span_filter
+
 ERROR_SEVERITY = 17
 
 
@@ -22,19 +25,9 @@ class LogFilter:
 
 
 def where(f: LogFilter, alias: str, prefix: str) -> tuple[str, dict[str, Any]]:
-    """(SQL boolean expression, its named parameters); `prefix` keeps two windows apart."""
-    clauses = ["true"]
-    params: dict[str, Any] = {}
-    if f.since is not None:
-        clauses.append(f"{alias}.Timestamp >= ${prefix}_since")
-        params[f"{prefix}_since"] = f.since
-    if f.until is not None:
-        clauses.append(f"{alias}.Timestamp < ${prefix}_until")
-        params[f"{prefix}_until"] = f.until
-    if f.services:
-        clauses.append(f"list_contains(${prefix}_services, {alias}.ServiceName)")
-        params[f"{prefix}_services"] = list(f.services)
-    return " AND ".join(clauses), params
+    """(SQL boolean expression, its named parameters); `prefix` keeps two windows apart. Log
+    records share the span table's Timestamp/ServiceName columns: the span filter serves."""
+    return span_filter(Scope(f.since, f.until, f.services), alias, prefix)
 
 
 def has_templates(con: Any) -> bool:
