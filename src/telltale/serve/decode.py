@@ -70,7 +70,11 @@ def _reject(part: Part, index: int, detail: str) -> Reject:
                   detail[:500], part=index)
 
 
-def decode_group(parts: list[Part]) -> tuple[Decoded, list[BatchSource], dict[int, str]]:
+# The grouped staging input, each part's batch source, and the undecodable parts (index → reason).
+DecodedGroup = tuple[Decoded, list[BatchSource], dict[int, str]]
+
+
+def decode_group(parts: list[Part]) -> DecodedGroup:
     """Decode every part; returns the grouped staging input, each part's batch source, and the
     parts that could not be decoded at all (index → reason)."""
     out = Decoded()
@@ -96,6 +100,22 @@ def decode_group(parts: list[Part]) -> tuple[Decoded, list[BatchSource], dict[in
             continue
         out.extend(decoded, part=i)
     return out, [p.source for p in parts], undecodable
+
+
+def merge_groups(groups: list[DecodedGroup]) -> DecodedGroup:
+    """Decoded single requests (one part each, as the receiver decodes them on arrival) as one
+    group: the i-th becomes part i."""
+    if len(groups) == 1:
+        return groups[0]
+    out = Decoded()
+    sources: list[BatchSource] = []
+    undecodable: dict[int, str] = {}
+    for i, (decoded, (source,), bad) in enumerate(groups):
+        out.extend(decoded, part=i)
+        sources.append(source)
+        if 0 in bad:
+            undecodable[i] = bad[0]
+    return out, sources, undecodable
 
 
 _TOP_KEYS = {Signal.TRACES: "resourceSpans", Signal.LOGS: "resourceLogs",

@@ -81,11 +81,22 @@ def complex_value_udf(container: str) -> str:
         return container  # e.g. `values` an object, not a list: found by tests/test_serve_fuzz
 
 
+def go_float_sql(x: str) -> str:
+    """`anyvalue.go_float` of a DOUBLE in SQL for the values nearly all attributes hold (a Python
+    call per value cost more than the rest of a span's conversion): integral values below 1e18
+    print as integers, and between 1e-4 and 1e15 DuckDB's shortest round-trip digits are Go's
+    (tests/test_anyvalue_sql.py compares them); anything else (NaN, ±Inf, tiny, huge) goes to the
+    Python function."""
+    return (f"CASE WHEN {x} = trunc({x}) AND abs({x}) < 1e18 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR)"
+            f" WHEN abs({x}) >= 1e-4 AND abs({x}) < 1e15 THEN CAST({x} AS VARCHAR)"
+            f" ELSE {FLOAT_UDF_NAME}({x}) END")
+
+
 def _value(v: str) -> str:
     """An AnyValue struct → its exporter string."""
     return (
         f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR),"
-        f" {FLOAT_UDF_NAME}({v}.doubleValue), {v}.bytesValue,"
+        f" {go_float_sql(f'{v}.doubleValue')}, {v}.bytesValue,"
         f" CASE WHEN {v}.arrayValue IS NOT NULL OR {v}.kvlistValue IS NOT NULL THEN"
         f" {UDF_NAME}(CAST(coalesce({v}.arrayValue, {v}.kvlistValue) AS VARCHAR)) END, '')"
     )

@@ -23,7 +23,7 @@ from telltale.model import SpanKind, StatusCode
 from telltale.normalize.anyvalue import go_json, plain
 from telltale.normalize.staging import PART, ProtoTraces
 from telltale.store import validate
-from telltale.store.otlp_json import FLOAT_UDF_NAME, attr_entries, attrs_map, entries_map
+from telltale.store.otlp_json import attr_entries, attrs_map, entries_map, go_float_sql
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
 
@@ -45,7 +45,7 @@ def _value(v: str) -> str:
     """A ptars AnyValue struct → its exporter string."""
     return (
         f"coalesce({v}.string_value, CAST({v}.int_value AS VARCHAR),"
-        f" CAST({v}.bool_value AS VARCHAR), {FLOAT_UDF_NAME}({v}.double_value),"
+        f" CAST({v}.bool_value AS VARCHAR), {go_float_sql(f'{v}.double_value')},"
         f" to_base64({v}.bytes_value),"
         f" CASE WHEN {v}.array_value IS NOT NULL THEN"
         f" {COMPLEX_UDF_NAME}({v}.array_value.values, false)"
@@ -154,7 +154,9 @@ def merge(traces: list[ProtoTraces]) -> ProtoTraces:
                                                                          offset)))
         offset += t.resources.num_rows
     table = pa.concat_tables(spans).combine_chunks()
-    return ProtoTraces(pa.Table.from_batches(table.to_batches(max_chunksize=_ROW_GROUP), table.schema),
+    # A commit smaller than a row group (the receiver's) is cut in two so both cores build it.
+    chunk = _ROW_GROUP if table.num_rows >= _ROW_GROUP else max(-(-table.num_rows // 2), 256)
+    return ProtoTraces(pa.Table.from_batches(table.to_batches(max_chunksize=chunk), table.schema),
                        pa.concat_tables(resources))
 
 
