@@ -217,8 +217,11 @@ class Store:
                 report.batch_id = base + i
                 rows.append([base + i, part.source, part.fmt, part.content_hash, params["now"],
                              report.records_read, report.total_stored, report.total_quarantined])
-            con.executemany(
-                "INSERT INTO telltale_ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            # One statement for the group (executemany ran one per request: 5 % of a commit).
+            if rows:
+                con.execute("INSERT INTO telltale_ingest_batches SELECT unnest(?), unnest(?),"
+                            " unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",
+                            [list(column) for column in zip(*rows, strict=True)])
             con.commit()
         except Exception:
             con.rollback()
