@@ -113,9 +113,9 @@ FROM sp s, res r
 def store_spans(with_events: bool, with_links: bool) -> str:
     return f"""
 INSERT INTO otel_traces
-SELECT {validate.SPAN_COLUMNS}
+SELECT {validate.span_columns(lowered=True)}
 FROM ({_staged(with_events, with_links)}) t
-WHERE {validate.span_defect("t")} IS NULL
+WHERE {validate.span_defect("t", hex_ids=True)} IS NULL
 """
 
 
@@ -123,7 +123,8 @@ def stage_rejects(with_events: bool, with_links: bool) -> str:
     return f"""
 INSERT INTO stg_spans BY NAME
 SELECT * FROM (
-    SELECT *, {validate.span_defect("t")} AS Defect FROM ({_staged(with_events, with_links)}) t
+    SELECT *, {validate.span_defect("t", hex_ids=True)} AS Defect
+    FROM ({_staged(with_events, with_links)}) t
 ) WHERE Defect IS NOT NULL
 """
 
