@@ -33,6 +33,11 @@ from telltale.store import BatchSource, Store
 log = logging.getLogger("telltale.serve")
 
 
+# How long the committer waits for the rest of a group (see `Committer._next_group`).
+# 8 ms: bench_serve.py, 6 clients, 26.5 k -> 30 k spans/s (no wait: groups alternated 1 and 5).
+LINGER_S = 0.008
+
+
 class ByteBudget:
     """Bytes that queued and in-flight request bodies may hold, all together."""
 
@@ -82,6 +87,7 @@ class Committer:
         self._ready: list[_Ready] = []
         self._ready_bytes = 0
         self._decoder_done = False
+        self._last_group = 0  # requests in the last group committed
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="telltale-decoder", daemon=True)
         self._committer = threading.Thread(target=self._commit_loop, name="telltale-committer",
@@ -144,11 +150,24 @@ class Committer:
                 self._cond.notify_all()
 
     def _next_group(self) -> list[_Ready] | None:
-        """Everything decoded so far (None once the decoder has finished and all is taken)."""
+        """Everything decoded so far (None once the decoder has finished and all is taken).
+
+        Under load, the clients answered by the last commit send their next requests a moment
+        after it: waiting up to `LINGER_S` for them (besides those already waiting) takes them
+        into this commit instead of leaving them for a commit of their own (each commit has a
+        fixed cost). A request arriving alone is committed at once."""
         with self._cond:
+            # The clients just answered, plus those that sent while the last commit ran.
+            target = min(self._last_group + len(self._ready), self.max_group)
             while not self._ready and not self._decoder_done:
                 self._cond.wait()
+            deadline = time.monotonic() + LINGER_S
+            while (len(self._ready) < target and not self._decoder_done
+                   and self._ready_bytes < self.max_group_bytes
+                   and (left := deadline - time.monotonic()) > 0):
+                self._cond.wait(left)
             group, self._ready, self._ready_bytes = self._ready, [], 0
+            self._last_group = len(group)
             self._cond.notify_all()
         return group or None
 
