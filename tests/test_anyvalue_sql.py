@@ -18,7 +18,7 @@ def _mismatches(values: list[float]) -> list[tuple[float, str, str]]:
     con = duckdb.connect()
     con.create_function(FLOAT_UDF_NAME, go_float, ["DOUBLE"], "VARCHAR", side_effects=False)
     con.register("t", pa.table({"x": pa.array(values, pa.float64())}))
-    rows = con.execute(f"SELECT x, {go_float_sql('x')} FROM t").fetchall()
+    rows = con.execute(f"SELECT x, {go_float_sql('x')} FROM t").fetchall()  # noqa: S608 (constant)
     con.close()
     return [(x, sql, go_float(x)) for x, sql in rows if sql != go_float(x)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from telltale.store import BatchReport, Store
 # writes such a transaction's row groups straight to the file, and a smaller one through the WAL
 # and a checkpoint, which cost 1.4 s of a 217 MB file's 6 s at 64 MiB chunks (3.9 s at 256 MiB).
 CHUNK_BYTES = 256 << 20
+_LEADING_SPACE = re.compile(rb"\s*")
 
 
 class Decoder(Protocol):
@@ -87,7 +89,7 @@ def ingest_bytes(store: Store, data: bytes, *, source: str, fmt: Format = Format
                  signal: Signal | None = None) -> SourceResult:
     """Decode and commit one source's bytes. Undetectable input is quarantined whole; empty
     input holds no records, so nothing is stored or quarantined for it."""
-    if not data.strip():
+    if _LEADING_SPACE.match(data).end() == len(data):  # type: ignore[union-attr]  # blank (no copy)
         return SourceResult(source, None, "empty input", BatchReport(source=source, format="empty"))
     chosen, evidence = _choose_format(data, source, fmt)
     return _commit_whole(store, data, source, chosen, evidence, mapping, signal)
@@ -149,7 +151,9 @@ def ingest_sources(store: Store, sources: Iterable[FileSource], *, fmt: Format =
 
 def _is_line_oriented(head: bytes) -> bool:
     """JSON lines (each line a request), not one pretty-printed document."""
-    first = head.lstrip()[:head.lstrip().find(b"\n")]
+    start = _LEADING_SPACE.match(head).end()  # type: ignore[union-attr]
+    end = head.find(b"\n", start)
+    first = head[start:end if end >= 0 else len(head)]  # (no copy of the whole head)
     return first.startswith(b"{") and first.rstrip().endswith(b"}")
 
 
@@ -179,16 +183,20 @@ def _ingest_large(store: Store, source: str, head: bytes, stream: BinaryIO, fmt:
 
 def _line_chunks(first: bytes, stream: BinaryIO, size: int) -> Iterator[tuple[int, bytes]]:
     """(first line number, whole lines) of about `size` bytes each; deterministic boundaries,
-    so re-ingesting the same file meets the same chunks (and stores nothing twice)."""
+    so re-ingesting the same file meets the same chunks (and stores nothing twice). Each chunk
+    is copied once at most (a copy of 256 MiB costs ~0.05 s)."""
     line, carry, block = 1, b"", first
     while block:
-        data = carry + block
-        cut = data.rfind(b"\n") + 1
+        cut = block.rfind(b"\n") + 1
         if cut == 0:  # no line end yet: one very long line, keep reading
-            carry, block = data, stream.read(size)
+            carry, block = carry + block, stream.read(size)
             continue
-        yield line, data[:cut]
-        line += data.count(b"\n", 0, cut)
-        carry, block = data[cut:], stream.read(size)
+        if carry:
+            chunk = b"".join([carry, memoryview(block)[:cut]])
+        else:
+            chunk = block if cut == len(block) else block[:cut]
+        yield line, chunk
+        line += chunk.count(b"\n")
+        carry, block = block[cut:], stream.read(size)
     if carry:
         yield line, carry

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import json_format
 
 from telltale.model import QuarantineReason, Signal
@@ -79,7 +82,8 @@ def _decode_doc(doc: Any, text: str, line_no: int, out: Decoded) -> None:
 def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
     start = _LEADING_SPACE.match(data).end()  # type: ignore[union-attr]
-    first_line = data[start:data.find(b"\n", start) if b"\n" in data[start:] else len(data)]
+    end = data.find(b"\n", start)
+    first_line = data[start:end if end >= 0 else len(data)]
     if (options.first_line == 1 and first_line.startswith(b"{")
             and not first_line.rstrip().endswith(b"}")):
         # A pretty-printed single request is one document spanning many lines.
@@ -90,10 +94,64 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
         if doc is not None:
             _decode_doc(doc, data.decode().strip(), 1, out)
             return out
+    lines = line_array(data)
+    if lines is None:  # not UTF-8 throughout: line by line, rejecting the lines that are not
+        _route_lines(_lines(data, out, options.first_line), out)
+        return out
+    numbers = pa.array(np.arange(options.first_line, options.first_line + len(lines)))
+    # Cheap routing on the first key: only metric lines are parsed in Python.
+    head = pc.utf8_slice_codeunits(lines, 0, 64)
+    metric = pc.match_substring(head, '"resourceMetrics"')
+    logs = pc.and_(pc.match_substring(head, '"resourceLogs"'), pc.invert(metric))
+    kept = pc.invert(pc.match_substring_regex(lines, r"^\s*$"))
+    traces = pc.and_(kept, pc.invert(pc.or_(metric, logs)))
+    for mask, target in ((traces, out.json_trace_lines), (pc.and_(kept, logs), out.json_log_lines)):
+        count = pc.sum(mask).as_py() or 0
+        if count == len(lines):  # the usual file: one signal, no blank line, nothing to copy
+            target.append(pa.table({"LineNo": numbers, "Line": lines}, schema=_LINES))
+        elif count:
+            target.append(pa.table({"LineNo": numbers.filter(mask), "Line": lines.filter(mask)},
+                                   schema=_LINES))
+    metric_lines = pc.and_(kept, metric)
+    if pc.any(metric_lines).as_py():
+        _route_lines(zip(numbers.filter(metric_lines).to_pylist(),
+                         [t.rstrip("\n") for t in lines.filter(metric_lines).to_pylist()],
+                         strict=True), out)
+    return out
+
+
+def line_array(data: bytes) -> pa.StringArray | None:
+    """The data's lines as one Arrow array over the data's own buffer (no copy), each line
+    keeping its `\n` (JSON ignores it; what shows the line rtrims it); None when the data is not
+    UTF-8 or too large for 32-bit offsets. Splitting and copying the lines in Python cost a
+    sixth of a JSON file's ingest."""
+    if len(data) >= 1 << 31:
+        return None
+    first = data.find(b"\n")
+    if 0 <= first < 4096:  # many short lines: find them all at once
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
+    else:  # few long lines (OTLP requests): memchr from one to the next
+        found = []
+        at = first
+        while at >= 0:
+            found.append(at + 1)
+            at = data.find(b"\n", at + 1)
+        ends = np.array(found, dtype=np.int64)
+    offsets = np.concatenate(([0], ends, [] if len(ends) and ends[-1] == len(data) else [len(data)]))
+    arr = pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)),
+                                      pa.py_buffer(data))
+    try:
+        arr.validate(full=True)  # UTF-8, in C++
+    except pa.ArrowInvalid:
+        return None
+    return arr
+
+
+def _route_lines(lines: Iterable[tuple[int, str]], out: Decoded) -> None:
+    """Lines routed one by one: metric requests parsed in Python, the rest to the engine."""
     routed: dict[Signal, tuple[list[int], list[str]]] = {
         Signal.TRACES: ([], []), Signal.LOGS: ([], [])}
-    for no, text in _lines(data, out, options.first_line):
-        # Cheap routing on the first key: only metric lines are parsed in Python.
+    for no, text in lines:
         head = text[:64]
         if '"resourceMetrics"' not in head:
             nos, texts = routed[Signal.LOGS if '"resourceLogs"' in head else Signal.TRACES]
@@ -112,7 +170,6 @@ def decode(data: bytes, options: DecodeOptions) -> Decoded:
         nos, texts = routed[signal]
         if nos:
             target.append(pa.table({"LineNo": nos, "Line": texts}, schema=_LINES))
-    return out
 
 
 def _lines(data: bytes, out: Decoded, first: int) -> list[tuple[int, str]]:

@@ -181,7 +181,7 @@ WITH req AS (
         CASE WHEN j.{top} IS NULL THEN
             CASE WHEN valid THEN '{QuarantineReason.BAD_SHAPE}'
                  ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
-        CASE WHEN j.{top} IS NULL THEN Line END AS raw,
+        CASE WHEN j.{top} IS NULL THEN rtrim(Line, chr(10)) END AS raw,
         unnest(CASE WHEN j.{top} IS NULL THEN [NULL] ELSE j.{top} END) AS rs,
         generate_subscripts(CASE WHEN j.{top} IS NULL THEN [NULL] ELSE j.{top} END, 1) AS ri
     FROM req
