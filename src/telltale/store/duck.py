@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
@@ -169,6 +170,13 @@ class Store:
         what makes the receiver fast; a part whose content was committed before (or earlier in
         the same group) is skipped and reported as already ingested.
         """
+        try:
+            return self._commit_parts(decoded, parts, json_fast=True)
+        except _NeedsStaging:  # rolled back: commit again, with the JSON lines staged
+            return self._commit_parts(decoded, parts, json_fast=False)
+
+    def _commit_parts(self, decoded: Decoded, parts: list[BatchSource], *,
+                      json_fast: bool) -> list[BatchReport]:
         if self.read_only:
             raise StoreError("store is open read-only")
         reports = [BatchReport(source=p.source, format=p.fmt) for p in parts]
@@ -199,7 +207,7 @@ class Store:
                 "max_bytes": self.settings.max_record_bytes,
                 "now": self.settings.clock(),
             }
-            filled = self._stage(decoded, reports, params, skipped)
+            filled = self._stage(decoded, reports, params, skipped, json_fast)
             for check, reason_sql, store_sql, signal, time_expr in self._checks():
                 if check in filled:
                     self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
@@ -255,11 +263,17 @@ class Store:
         self._staging_ready = True
 
     def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
-               skipped: list[int]) -> set[str]:
-        """Fill the staging tables; returns the names of those that received rows."""
+               skipped: list[int], json_fast: bool) -> set[str]:
+        """Fill the staging tables; returns the names of those that received rows. With
+        `json_fast`, OTLP JSON trace lines go straight to otel_traces (or raise _NeedsStaging)."""
         con = self.con
         filled: set[str] = set()
-        if decoded.spans or decoded.json_trace_lines:
+        trace_lines = decoded.json_trace_lines
+        if trace_lines and json_fast:
+            for part, n in self._store_trace_lines(trace_lines, params, skipped).items():
+                reports[part].stored[Signal.TRACES] += n
+            trace_lines = []
+        if decoded.spans or trace_lines:
             filled.add("stg_spans")
         if decoded.logs or decoded.json_log_lines:
             filled.add("stg_logs")
@@ -279,16 +293,12 @@ class Store:
                 reports[part].stored[Signal.TRACES] += n
             filled.update(["stg_spans"] if rejected else [])
         for lines, table, stage_sql, suspects_sql in (
-            (decoded.json_trace_lines, "stg_spans", otlp_json.STAGE_SPANS,
+            (trace_lines, "stg_spans", otlp_json.STAGE_SPANS,
              otlp_json.SUSPECT_TRACE_LINES),
             (decoded.json_log_lines, "stg_logs", otlp_json.STAGE_LOGS, otlp_json.SUSPECT_LOG_LINES),
         ):
             if lines:
-                # Small record batches let DuckDB spread the JSON work over all threads.
-                tbl = concat(lines)
-                tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
-                batches = tbl.to_batches(max_chunksize=16)
-                con.register("tt_lines_view", pa.Table.from_batches(batches))
+                _register_lines(con, lines)
                 try:
                     con.execute(stage_sql)
                     self._requarantine_suspects(table, suspects_sql)
@@ -308,6 +318,27 @@ class Store:
             for r in rejects:
                 reports[r.part].quarantined[r.reason] += 1
         return filled
+
+    def _store_trace_lines(self, lines: list[pa.Table], params: dict[str, Any],
+                           skipped: list[int]) -> dict[int, int]:
+        """OTLP JSON trace lines validated and stored in one statement; the spans stored per
+        part. Raises _NeedsStaging when anything in them needs quarantine."""
+        con = self.con
+        parts = _register_lines(con, lines)
+        try:
+            con.execute(otlp_json.STORE_SPANS, {
+                k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")} | {
+                "skipped": skipped})
+        except duckdb.Error as exc:
+            if otlp_json.JSON_FALLBACK in str(exc):
+                raise _NeedsStaging from exc
+            raise
+        finally:
+            _unregister(con, "tt_lines_view")
+        return {int(p): int(n) for p, n in con.execute(
+            "SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
+            " AND list_contains($parts, BatchId - $batch) GROUP BY ALL",
+            {"batch": params["batch"], "parts": parts}).fetchall()}
 
     def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
         """Lines that staged fewer records than their text holds are quarantined whole."""
@@ -362,6 +393,19 @@ class Store:
         """Run a read query from the store layer's own SQL (analyses call named methods)."""
         return self.con.execute(sql, params or []).fetchall()
 
+
+
+class _NeedsStaging(Exception):
+    """The OTLP JSON fast path met something to quarantine (the transaction is rolled back)."""
+
+
+def _register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table]) -> list[int]:
+    """Register OTLP JSON request lines as `tt_lines_view`; returns the parts they belong to.
+    Small record batches let DuckDB spread the JSON work over all threads."""
+    tbl = concat(lines)
+    tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
+    con.register("tt_lines_view", pa.Table.from_batches(tbl.to_batches(max_chunksize=16)))
+    return sorted(int(p) for p in pc.unique(tbl[PART]).to_pylist())
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
