@@ -172,15 +172,16 @@ def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "
     leaf_list = f"CASE WHEN bad OR suspect THEN [NULL] ELSE coalesce(ss.{leaves}, []) END"
     return f"""
 WITH req AS (
-    SELECT Part, LineNo, Line, json_valid(Line) AS valid,
-        CASE WHEN json_valid(Line) THEN try(from_json(Line, '{request}')) END AS j
+    -- (a line that is not JSON makes from_json fail; `try` turns that into NULL, and only then
+    -- is the line checked again, to tell the two reasons apart)
+    SELECT Part, LineNo, Line, try(from_json(Line, '{request}')) AS j
     FROM tt_lines_view
 ), chk AS (
     SELECT *, j.{top} IS NULL AS bad, j.{top} IS NOT NULL AND ({suspect}) AS suspect FROM req
 ), top AS (
     SELECT Part, LineNo, bad,
         CASE WHEN bad THEN
-            CASE WHEN valid THEN '{QuarantineReason.BAD_SHAPE}'
+            CASE WHEN json_valid(Line) THEN '{QuarantineReason.BAD_SHAPE}'
                  ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
         CASE WHEN bad THEN rtrim(Line, chr(10)) END AS raw, suspect,
         unnest(CASE WHEN bad OR suspect THEN [NULL] ELSE j.{top} END) AS rs,
