@@ -46,8 +46,10 @@ class _Timed:
 
 def _label(sql: str) -> str:
     words = " ".join(sql.split())
-    for needle, label in (("INSERT INTO stg_spans WITH req",
-                           "decode JSON + unnest + attribute maps -> staging"),
+    for needle, label in (("INSERT INTO otel_traces WITH req",
+                           "JSON lines -> parse, unnest, maps, validation -> otel_traces"),
+                          ("INSERT INTO stg_spans WITH req",
+                           "JSON lines -> parse, unnest, maps -> staging (lines to quarantine)"),
                           ("INSERT INTO otel_traces SELECT StartNs, TraceId",
                            "protobuf structs -> ids, maps, validation -> otel_traces"),
                           ("INSERT INTO otel_traces", "staged -> otel_traces (copy)"),
