@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 from types import TracebackType
@@ -10,14 +9,21 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from telltale.model import MetricType, QuarantineReason, Signal
 from telltale.normalize import staging
 from telltale.normalize.anyvalue import go_float
-from telltale.normalize.staging import PART, Decoded, with_part
+from telltale.normalize.staging import Decoded
 from telltale.settings import EARLIEST_VALID_NS, Settings
-from telltale.store import log_assign, otlp_json, otlp_proto, schema, span_index, validate
+from telltale.store import (
+    json_lines,
+    log_assign,
+    otlp_json,
+    otlp_proto,
+    schema,
+    span_index,
+    validate,
+)
 from telltale.store.batches import BatchReport, BatchSource
 from telltale.store.staging_tables import concat, create_temp, staging_names
 
@@ -172,7 +178,7 @@ class Store:
         """
         try:
             return self._commit_parts(decoded, parts, json_fast=True)
-        except _NeedsStaging:  # rolled back: commit again, with the JSON lines staged
+        except json_lines.NeedsStaging:  # rolled back: commit again, with the JSON lines staged
             return self._commit_parts(decoded, parts, json_fast=False)
 
     def _commit_parts(self, decoded: Decoded, parts: list[BatchSource], *,
@@ -265,12 +271,12 @@ class Store:
     def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
                skipped: list[int], json_fast: bool) -> set[str]:
         """Fill the staging tables; returns the names of those that received rows. With
-        `json_fast`, OTLP JSON trace lines go straight to otel_traces (or raise _NeedsStaging)."""
+        `json_fast`, OTLP JSON trace lines go straight to otel_traces (or raise json_lines.NeedsStaging)."""
         con = self.con
         filled: set[str] = set()
         trace_lines = decoded.json_trace_lines
         if trace_lines and json_fast:
-            for part, n in self._store_trace_lines(trace_lines, params, skipped).items():
+            for part, n in json_lines.store_trace_lines(con, trace_lines, params, skipped).items():
                 reports[part].stored[Signal.TRACES] += n
             trace_lines = []
         if decoded.spans or trace_lines:
@@ -298,12 +304,7 @@ class Store:
             (decoded.json_log_lines, "stg_logs", otlp_json.STAGE_LOGS, otlp_json.SUSPECT_LOG_LINES),
         ):
             if lines:
-                _register_lines(con, lines)
-                try:
-                    con.execute(stage_sql)
-                    self._requarantine_suspects(table, suspects_sql)
-                finally:
-                    _unregister(con, "tt_lines_view")
+                json_lines.stage_lines(con, lines, table, stage_sql, suspects_sql)
         if skipped:
             for name in filled:
                 con.execute(f"DELETE FROM {name} WHERE list_contains(?, coalesce(Part, 0))",
@@ -319,39 +320,6 @@ class Store:
                 reports[r.part].quarantined[r.reason] += 1
         return filled
 
-    def _store_trace_lines(self, lines: list[pa.Table], params: dict[str, Any],
-                           skipped: list[int]) -> dict[int, int]:
-        """OTLP JSON trace lines validated and stored in one statement; the spans stored per
-        part. Raises _NeedsStaging when anything in them needs quarantine."""
-        con = self.con
-        parts = _register_lines(con, lines)
-        try:
-            con.execute(otlp_json.STORE_SPANS, {
-                k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")} | {
-                "skipped": skipped})
-        except duckdb.Error as exc:
-            if otlp_json.JSON_FALLBACK in str(exc):
-                raise _NeedsStaging from exc
-            raise
-        finally:
-            _unregister(con, "tt_lines_view")
-        return {int(p): int(n) for p, n in con.execute(
-            "SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
-            " AND list_contains($parts, BatchId - $batch) GROUP BY ALL",
-            {"batch": params["batch"], "parts": parts}).fetchall()}
-
-    def _requarantine_suspects(self, table: str, suspects_sql: str) -> None:
-        """Lines that staged fewer records than their text holds are quarantined whole."""
-        for part, line_no, text, staged in self.con.execute(suspects_sql).fetchall():
-            line = text.rstrip("\n")  # lines may keep their end (normalize/otlp_json.line_array)
-            expected = otlp_json.well_formed_count(line, table)
-            if expected is not None and staged >= expected:
-                continue  # all its records staged (or none to keep): the key count misled
-            self.con.execute(otlp_json.requarantine_line(table), {"part": part, "line": line_no})
-            self.con.execute(otlp_json.line_defect_row(table), {
-                "pos": f"line {line_no}", "bytes": len(line), "part": part, "line": line_no,
-                "defect": QuarantineReason.BAD_SHAPE.value, "raw": line})
-
     def _append(self, table: str, tbl: pa.Table) -> None:
         if tbl.num_rows == 0:
             return
@@ -362,7 +330,7 @@ class Store:
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")
         finally:
-            _unregister(self.con, "tt_append_view")
+            json_lines.unregister(self.con, "tt_append_view")
 
     def _check_and_store(self, check: str, reason_sql: str, store_sql: str, signal: Signal,
                          time_expr: str, reports: list[BatchReport],
@@ -393,26 +361,6 @@ class Store:
         """Run a read query from the store layer's own SQL (analyses call named methods)."""
         return self.con.execute(sql, params or []).fetchall()
 
-
-
-class _NeedsStaging(Exception):
-    """The OTLP JSON fast path met something to quarantine (the transaction is rolled back)."""
-
-
-def _register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table]) -> list[int]:
-    """Register OTLP JSON request lines as `tt_lines_view`; returns the parts they belong to.
-    Small record batches let DuckDB spread the JSON work over all threads."""
-    tbl = concat(lines)
-    tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
-    con.register("tt_lines_view", pa.Table.from_batches(tbl.to_batches(max_chunksize=16)))
-    return sorted(int(p) for p in pc.unique(tbl[PART]).to_pylist())
-
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop a registered Arrow view; in an aborted transaction this fails, and must not hide
-    the error that aborted it (the view is replaced on next use anyway)."""
-    with contextlib.suppress(duckdb.Error):
-        con.unregister(name)
 
 
 def _explain_open_error(path: Path, exc: duckdb.IOException) -> Exception:
