@@ -133,3 +133,21 @@ def _commit_all(store: Store, frames: list[bytes]) -> None:
     (report,) = store.commit_parts(Decoded(proto_traces=[traces]),
                                    [BatchSource("file", "otlp-proto", "h")])
     assert report.stored == Counter({Signal.TRACES: len(frames) * 100})
+
+
+def test_a_thread_per_batch_only_where_batches_would_share_threads_unevenly() -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+
+    def threads() -> int:
+        return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+    for batches, inside in ((1, 2), (2, 2), (3, 3), (4, 2), (5, 2)):
+        with otlp_proto.thread_per_batch(con, batches):
+            assert threads() == inside, batches
+        assert threads() == 2
+    with pytest.raises(RuntimeError), otlp_proto.thread_per_batch(con, 3):
+        raise RuntimeError("the insert failed")
+    assert threads() == 2
