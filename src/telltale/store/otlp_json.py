@@ -159,7 +159,8 @@ def _severity(expr: str) -> str:
             f" CASE upper(coalesce({expr}, '')) {whens} END, 0)")
 
 
-def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "false") -> str:
+def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "false",
+              fallback: str | None = None) -> str:
     """The CTEs from the Arrow scan of request lines to one row per leaf record (`leaf`).
 
     DuckDB runs them on every core. A line that is not JSON, or not this signal's request, becomes
@@ -167,9 +168,20 @@ def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "
     statement's select list over `leaf`: Part, LineNo, defect, raw, suspect (the line holds
     fewer records than its text names: see SUSPECT_TRACE_LINES), ri/si/pi (indices), rattrs, rs
     (resource), ss (scope block) and s (the leaf record) are in scope. `suspect` is an
-    expression of `j` (the parsed line) and `Line`."""
-    # A bad or suspect line keeps one row (whose checks see it) however few records it holds.
-    leaf_list = f"CASE WHEN bad OR suspect THEN [NULL] ELSE coalesce(ss.{leaves}, []) END"
+    expression of `j` (the parsed line) and `Line`. With `fallback`, a bad or suspect line
+    raises it instead (the one-statement path), and the lists are unnested as they are: each
+    CASE around a nested list copies all of it."""
+    if fallback is None:
+        # A bad or suspect line keeps one row (whose checks see it) however few records it holds.
+        def lst(expr: str) -> str:
+            return f"CASE WHEN bad OR suspect THEN [NULL] ELSE {expr} END"
+        only_good = ""
+    else:
+        def lst(expr: str) -> str:
+            return expr
+        only_good = f"WHERE CASE WHEN bad OR suspect THEN error('{fallback}') ELSE true END"
+    tops, scopes, leaf_list = (lst(f"j.{top}"), lst(f"coalesce(rs.{scoped}, [])"),
+                               lst(f"coalesce(ss.{leaves}, [])"))
     return f"""
 WITH req AS (
     -- (a line that is not JSON makes from_json fail; `try` turns that into NULL, and only then
@@ -177,20 +189,20 @@ WITH req AS (
     SELECT Part, LineNo, Line, try(from_json(Line, '{request}')) AS j
     FROM tt_lines_view
 ), chk AS (
-    SELECT *, j.{top} IS NULL AS bad, j.{top} IS NOT NULL AND ({suspect}) AS suspect FROM req
+    SELECT * FROM (
+        SELECT *, j.{top} IS NULL AS bad, j.{top} IS NOT NULL AND ({suspect}) AS suspect FROM req
+    ) {only_good}
 ), top AS (
     SELECT Part, LineNo, bad,
         CASE WHEN bad THEN
             CASE WHEN json_valid(Line) THEN '{QuarantineReason.BAD_SHAPE}'
                  ELSE '{QuarantineReason.UNPARSABLE}' END END AS defect,
         CASE WHEN bad THEN rtrim(Line, chr(10)) END AS raw, suspect,
-        unnest(CASE WHEN bad OR suspect THEN [NULL] ELSE j.{top} END) AS rs,
-        generate_subscripts(CASE WHEN bad OR suspect THEN [NULL] ELSE j.{top} END, 1) AS ri
+        unnest({tops}) AS rs, generate_subscripts({tops}, 1) AS ri
     FROM chk
 ), res AS (
     SELECT Part, LineNo, bad, defect, raw, suspect, ri, rs,
-        {attrs_map("rs.resource.attributes")} AS rattrs,
-        CASE WHEN bad OR suspect THEN [NULL] ELSE coalesce(rs.{scoped}, []) END AS sss
+        {attrs_map("rs.resource.attributes")} AS rattrs, {scopes} AS sss
     FROM top
 ), scoped AS (
     SELECT Part, LineNo, bad, defect, raw, suspect, ri, rs, rattrs, unnest(sss) AS ss,
@@ -300,7 +312,8 @@ JSON_FALLBACK = "telltale: an OTLP JSON chunk needs the staging path"
 STORE_SPANS = f"""
 INSERT INTO otel_traces
 {_pipeline(TRACE_REQUEST, "resourceSpans", "scopeSpans", "spans",
-           suspect=f"{_PARSED_SPANS} < greatest({_occurrences('spanId')}, 1)")}
+           suspect=f"{_PARSED_SPANS} < greatest({_occurrences('spanId')}, 1)",
+           fallback=JSON_FALLBACK)}
 SELECT {validate.span_columns()}
 FROM (SELECT {_SPAN_COLUMNS}, Part, suspect FROM leaf) t
 WHERE NOT list_contains($skipped::INTEGER[], Part)
