@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import T0, pinned_settings, span, trace_request
-from telltale.ingest import SourceResult, ingest_paths
+from telltale.ingest import SourceResult, _line_chunks, ingest_paths
 from telltale.store import Store
 
 BROKEN_AT = {3, 17, 40, 41, 77}
@@ -80,3 +83,37 @@ def test_pretty_printed_document_is_never_split(tmp_path: Path) -> None:
     result, spans, quarantine = _ingest(tmp_path / "p.duckdb", path, 1024)
     assert len(spans) == 60 and quarantine == []
     assert "chunks" not in result.evidence
+
+
+def _reference_chunks(data: bytes, size: int) -> list[tuple[int, bytes]]:
+    """The chunking rule, plainly: blocks of `size` bytes, each chunk ending at the last line end
+    of its block (a block without one joins the next), the rest of a block opening the next."""
+    out: list[tuple[int, bytes]] = []
+    blocks = [data[i:i + size] for i in range(0, len(data), size)]
+    line, carry = 1, b""
+    for block in blocks:
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            carry += block
+            continue
+        chunk = carry + block[:cut]
+        out.append((line, chunk))
+        line += chunk.count(b"\n")
+        carry = block[cut:]
+    if carry:
+        out.append((line, carry))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=40), st.booleans(),
+       st.integers(min_value=1, max_value=64), st.booleans())
+def test_chunk_boundaries_follow_the_rule(line_lengths: list[int], trailing: bool, size: int,
+                                          compress: bool) -> None:
+    data = b"\n".join(b"x" * n for n in line_lengths) + (b"\n" if trailing else b"")
+    raw: io.BufferedIOBase = io.BytesIO(gzip.compress(data) if compress else data)
+    stream = gzip.GzipFile(fileobj=raw) if compress else raw
+    head = stream.read(size)
+    got = [(n, bytes(c)) for n, c in _line_chunks(head, stream, size)] if head else []  # type: ignore[arg-type]
+    assert got == _reference_chunks(data, size)
+    assert b"".join(c for _, c in got) == data
