@@ -25,7 +25,7 @@ from telltale.store import (
     validate,
 )
 from telltale.store.batches import BatchReport, BatchSource
-from telltale.store.staging_tables import concat, create_temp, staging_names
+from telltale.store.staging_tables import concat, create_temp, staging_names, unregister
 
 # Per metric type, the columns after the common ones (in table order).
 _METRIC_VALUE_COLUMNS = {
@@ -330,7 +330,7 @@ class Store:
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM tt_append_view")
         finally:
-            json_lines.unregister(self.con, "tt_append_view")
+            unregister(self.con, "tt_append_view")
 
     def _check_and_store(self, check: str, reason_sql: str, store_sql: str, signal: Signal,
                          time_expr: str, reports: list[BatchReport],

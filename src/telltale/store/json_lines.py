@@ -8,7 +8,6 @@ rejected records and torn lines are quarantined with their positions. Log lines 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import duckdb
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 from telltale.model import QuarantineReason
 from telltale.normalize.staging import PART, with_part
 from telltale.store import otlp_json
-from telltale.store.staging_tables import concat
+from telltale.store.staging_tables import concat, unregister
 
 VIEW = "tt_lines_view"
 
@@ -34,13 +33,6 @@ def register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table]) -> lis
     tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
     con.register(VIEW, pa.Table.from_batches(tbl.to_batches(max_chunksize=16)))
     return sorted(int(p) for p in pc.unique(tbl[PART]).to_pylist())
-
-
-def unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop a registered Arrow view; in an aborted transaction this fails, and must not hide
-    the error that aborted it (the view is replaced on next use anyway)."""
-    with contextlib.suppress(duckdb.Error):
-        con.unregister(name)
 
 
 def store_trace_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],

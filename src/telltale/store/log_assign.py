@@ -14,7 +14,6 @@ once, never each row, which is also what makes re-assigning a whole store (`rein
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pyarrow as pa
 
 from telltale.normalize.log_miner import TemplateMiner
 from telltale.store import log_templates_sql as sql
+from telltale.store.staging_tables import unregister
 
 BATCHES_PER_STEP = 64  # reindex: batches per transaction (bounds memory on a large store)
 
@@ -92,7 +92,7 @@ def _assign(con: duckdb.DuckDBPyConnection, miner: TemplateMiner, batches: list[
     try:
         con.execute(sql.INSERT_OF, which)
     finally:
-        _unregister(con, "tt_log_assign_view")
+        unregister(con, "tt_log_assign_view")
     _save(con, miner)
     return sum(int(b[1]) for b in bodies)
 
@@ -108,7 +108,7 @@ def _save(con: duckdb.DuckDBPyConnection, miner: TemplateMiner) -> None:
     try:
         con.execute(sql.UPSERT_VIEW)
     finally:
-        _unregister(con, "tt_log_templates_view")
+        unregister(con, "tt_log_templates_view")
 
 
 def template_count(con: duckdb.DuckDBPyConnection) -> int:
@@ -144,7 +144,3 @@ def reassign(con: duckdb.DuckDBPyConnection, path: Path, *, all_records: bool,
                 raise
     return records, len(batches)
 
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    with contextlib.suppress(duckdb.Error):
-        con.unregister(name)

@@ -25,6 +25,7 @@ from telltale.normalize.anyvalue import go_json, plain
 from telltale.normalize.staging import PART, ProtoTraces
 from telltale.store import validate
 from telltale.store.otlp_json import attr_entries, attrs_map, entries_map, go_float_sql
+from telltale.store.staging_tables import unregister
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
 
@@ -200,5 +201,4 @@ def store(con: duckdb.DuckDBPyConnection, traces: ProtoTraces, params: dict[str,
         return stored, rejected
     finally:
         for name in ("tt_proto_spans", "tt_proto_res"):
-            with contextlib.suppress(duckdb.Error):  # see duck._unregister
-                con.unregister(name)
+            unregister(con, name)

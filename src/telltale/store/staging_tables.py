@@ -1,7 +1,11 @@
-"""Staging tables: Arrow staging schemas as DuckDB temp tables, and how staged parts concatenate."""
+"""Staging tables: Arrow staging schemas as DuckDB temp tables, how staged parts concatenate,
+and dropping the Arrow views that feed them."""
 
 from __future__ import annotations
 
+import contextlib
+
+import duckdb
 import pyarrow as pa
 
 from telltale.model import MetricType
@@ -46,3 +50,10 @@ def concat(tables: list[pa.Table]) -> pa.Table:
             PART in t.column_names for t in tables):
         tables = [t if PART in t.column_names else with_part(t, 0) for t in tables]
     return pa.concat_tables(tables)
+
+
+def unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a registered Arrow view; in an aborted transaction this fails, and must not hide
+    the error that aborted it (the view is replaced on next use anyway)."""
+    with contextlib.suppress(duckdb.Error):
+        con.unregister(name)
