@@ -47,8 +47,7 @@ def load_miner(store: Store) -> TemplateMiner:
 def save_miner(store: Store, miner: TemplateMiner) -> None:
     """Persist every template (widened text and counters; ids never change). Needs a writable store."""
     store.con.execute(sql.CREATE)
-    for row in miner.rows():
-        store.con.execute(sql.UPSERT, row)
+    log_assign.save_templates(store.con, miner.rows())
     miner.dirty.clear()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -98,7 +99,11 @@ def _assign(con: duckdb.DuckDBPyConnection, miner: TemplateMiner, batches: list[
 
 
 def _save(con: duckdb.DuckDBPyConnection, miner: TemplateMiner) -> None:
-    rows = miner.rows(miner.take_dirty())
+    save_templates(con, miner.rows(miner.take_dirty()))
+
+
+def save_templates(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert or update these template rows (`TemplateMiner.rows`) in one statement."""
     if not rows:
         return
     view = pa.Table.from_pylist(rows, schema=pa.schema([

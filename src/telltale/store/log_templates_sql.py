@@ -52,16 +52,6 @@ SELECT count(*), coalesce(max(id), 0), coalesce(sum(count), 0) FROM telltale_log
 """
 
 # Upsert: a template may widen (more <*>) and its counters grow; its id never changes.
-UPSERT = """
-INSERT INTO telltale_log_templates (id, template, token_count, first_seen, last_seen, count)
-VALUES ($id, $template, $token_count, $first_seen, $last_seen, $count)
-ON CONFLICT (id) DO UPDATE SET
-    template = excluded.template,
-    first_seen = excluded.first_seen,
-    last_seen = excluded.last_seen,
-    count = excluded.count
-"""
-
 UPSERT_VIEW = """
 INSERT INTO telltale_log_templates (id, template, token_count, first_seen, last_seen, count)
 SELECT id, template, token_count, first_seen, last_seen, count FROM tt_log_templates_view
