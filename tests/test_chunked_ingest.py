@@ -76,6 +76,27 @@ def test_chunked_reingest_stores_nothing_twice(tmp_path: Path) -> None:
     assert batches > 5  # several chunks, each its own committed batch
 
 
+def test_a_grown_file_stores_only_its_new_chunks(tmp_path: Path) -> None:
+    """A file ingested before and since appended to: the commit that holds both its last old
+    chunk and new ones stores only the new ones (the one-statement JSON path reads no line of
+    an already-ingested chunk)."""
+    lines = [orjson.dumps(trace_request([span(f"{no:032x}", f"{no:016x}", f"op-{no}",
+                                             start=T0 + no)])) + b"\n" for no in range(1, 121)]
+    grown = b"".join(lines)
+    chunks = [c for _, c in _line_chunks(grown[:2048], io.BytesIO(grown[2048:]), 2048)]
+    assert len(chunks) > 6
+    old, new = tmp_path / "old.jsonl", tmp_path / "grown.jsonl"
+    old.write_bytes(b"".join(chunks[:5]))  # exactly the grown file's first five chunks
+    new.write_bytes(grown)
+    db = tmp_path / "t.duckdb"
+    _ingest(db, old, 2048)
+    again, spans, quarantine = _ingest(db, new, 2048)
+    _, fresh_spans, _ = _ingest(tmp_path / "fresh.duckdb", new, 2048)
+    assert again.report is not None and not again.report.already_ingested
+    assert again.report.total_stored == 120 - sum(c.count(b"\n") for c in chunks[:5])
+    assert spans == fresh_spans and len(spans) == 120 and not quarantine
+
+
 def test_pretty_printed_document_is_never_split(tmp_path: Path) -> None:
     req = trace_request([span(f"{i + 1:032x}", f"{i + 1:016x}", f"op-{i}") for i in range(60)])
     path = tmp_path / "pretty.json"

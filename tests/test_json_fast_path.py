@@ -18,8 +18,8 @@ from telltale.model import Format, Signal
 from telltale.store import Store, otlp_json
 
 # The fast statement's stand-in that always sends the lines to staging (it takes its parameters).
-FORCE_STAGING = (f"SELECT CASE WHEN $batch + $min_ts + $max_ts + $max_bytes"
-                 f" + len($skipped::INTEGER[]) <> 0 THEN error('{otlp_json.JSON_FALLBACK}') END")
+FORCE_STAGING = (f"SELECT CASE WHEN $batch + $min_ts + $max_ts + $max_bytes <> 0"
+                 f" THEN error('{otlp_json.JSON_FALLBACK}') END")
 
 
 def _line(i: int, **overrides: Any) -> bytes:

@@ -66,6 +66,12 @@ class Store:
         if not shared:  # a shared database already has them
             self._register_functions()
         self.con.execute("SET enable_progress_bar = false")  # a server's stderr is a log
+        if not read_only:
+            # A checkpoint's vacuum merges partly filled row groups by writing them again, and
+            # the blocks they held stay in the file as free space (a third of it after one
+            # unordered insert: json_lines.unordered_insert). Row groups emptied by deletes are
+            # still dropped without it.
+            self.con.execute("SET max_vacuum_tasks = 0")
         try:
             if not read_only:
                 self.migrate()

@@ -8,6 +8,8 @@ rejected records and torn lines are quarantined with their positions. Log lines 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -26,24 +28,46 @@ class NeedsStaging(Exception):
     """The one-statement path met something to quarantine (the transaction must roll back)."""
 
 
-def register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table]) -> list[int]:
-    """Register request lines as the view the SQL reads; returns the parts they belong to.
-    Small record batches let DuckDB spread the JSON work over all threads."""
+def register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
+                   skipped: list[int] | None = None) -> list[int]:
+    """Register request lines as the view the SQL reads, without those of the `skipped` parts
+    (already ingested: the statements have no filter); returns the parts registered. Small
+    record batches let DuckDB spread the JSON work over all threads."""
     tbl = concat(lines)
     tbl = tbl if PART in tbl.column_names else with_part(tbl, 0)
-    con.register(VIEW, pa.Table.from_batches(tbl.to_batches(max_chunksize=16)))
+    if skipped:
+        known = pa.array(skipped, tbl.schema.field(PART).type)
+        tbl = tbl.filter(pc.invert(pc.is_in(tbl[PART], known)))
+    con.register(VIEW, pa.Table.from_batches(tbl.to_batches(max_chunksize=16), tbl.schema))
     return sorted(int(p) for p in pc.unique(tbl[PART]).to_pylist())
+
+
+@contextlib.contextmanager
+def unordered_insert(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB insert the rows of one statement in any order. Kept in order, rows from many
+    small record batches are merged into row groups on the way (361 k spans from JSON lines:
+    2.25 s -> 1.9 s without). The store never relies on physical row order (readers ORDER BY)
+    and its checkpoints do not vacuum (duck.py), so the partly filled row groups an unordered
+    insert leaves are not rewritten into new blocks, leaving the old ones free."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        # The setting is global; a fresh cursor can reset it when the statement failed and
+        # left this connection's transaction aborted (then nothing else runs there anyway).
+        with contextlib.closing(con.cursor()) as fresh:
+            fresh.execute("RESET preserve_insertion_order")
 
 
 def store_trace_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
                       params: dict[str, Any], skipped: list[int]) -> dict[int, int]:
     """Trace lines validated and stored in one statement; the spans stored per part. Raises
     NeedsStaging when anything in them needs quarantine."""
-    parts = register_lines(con, lines)
+    parts = register_lines(con, lines, skipped)
     try:
-        con.execute(otlp_json.STORE_SPANS, {
-            k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")} | {
-            "skipped": skipped})
+        with unordered_insert(con):
+            con.execute(otlp_json.STORE_SPANS,
+                        {k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")})
     except duckdb.Error as exc:
         if otlp_json.JSON_FALLBACK in str(exc):
             raise NeedsStaging from exc
