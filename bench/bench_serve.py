@@ -363,8 +363,10 @@ def bench_telltale(args: argparse.Namespace, template: Template, workdir: Path) 
 
     with Store(db, read_only=True) as store:
         stored = int(store.query("SELECT count(*) FROM otel_traces")[0][0])
+    on_disk = sum(f.stat().st_size for f in (db, db.with_name(db.name + ".wal")) if f.exists())
     note = f"store holds {stored} spans" + ("" if stored == load.acked_spans else
                                             f" but {load.acked_spans} were acknowledged: MISMATCH")
+    note += f", {on_disk / max(stored, 1):.0f} B/span on disk"
     if code != 0:
         note += f"; exit code after SIGTERM {code}"
     last_ack = max((c.last_ack for c in load.clients), default=load.started)
