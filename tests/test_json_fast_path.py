@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from conftest import T0, pinned_settings, rows, sid, span, tid, trace_request
 from telltale.ingest import ingest_bytes
 from telltale.model import Format, Signal
-from telltale.store import Store, otlp_json
+from telltale.store import Store, otlp_json, staging_tables
 
 # The fast statement's stand-in that always sends the lines to staging (it takes its parameters).
 FORCE_STAGING = (f"SELECT CASE WHEN $batch + $min_ts + $max_ts + $max_bytes <> 0"
-                 f" THEN error('{otlp_json.JSON_FALLBACK}') END")
+                 f" THEN error('{staging_tables.FALLBACK}') END")
 
 
 def _line(i: int, **overrides: Any) -> bytes:

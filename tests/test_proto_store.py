@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -15,7 +16,7 @@ from telltale.model import QuarantineReason as Q
 from telltale.model import Signal
 from telltale.normalize.otlp_arrow import trace_requests
 from telltale.normalize.staging import Decoded
-from telltale.store import Store, otlp_proto
+from telltale.store import Store, otlp_proto, staging_tables
 from telltale.store.batches import BatchSource
 
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
@@ -32,13 +33,15 @@ SPANS: list[tuple[bytes, bytes, str, int, int, int, Q | None]] = [
 ]
 
 
-def _request(service: str, trace_id: bytes = TRACE) -> bytes:
+def _request(service: str, trace_id: bytes = TRACE, *, only_valid: bool = False) -> bytes:
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     attr = rs.resource.attributes.add()
     attr.key, attr.value.string_value = "service.name", service
     scope = rs.scope_spans.add()
-    for span_id, parent, name, start, end, pad, _ in SPANS:
+    for span_id, parent, name, start, end, pad, defect in SPANS:
+        if only_valid and defect is not None:
+            continue
         s = scope.spans.add()
         s.trace_id, s.span_id, s.parent_span_id, s.name = trace_id, span_id, parent, name
         s.start_time_unix_nano, s.end_time_unix_nano = NOW_NS - 1000 + start, NOW_NS - 1000 + end
@@ -78,6 +81,47 @@ def test_each_rejected_span_is_quarantined_with_its_reason(tmp_path: Path) -> No
         assert staged["request span 3"]["SpanId"] == "0000000000000000"
         assert staged["request span 8"]["SpanAttributes"] == {"n": "7", "pad": "x" * 600}
         assert store.query("SELECT count(*) FROM telltale_span_index") == [(2,)]
+
+
+def _contents(db: Path, frames: list[bytes]) -> tuple[object, ...]:
+    with Store(db, settings=pinned_settings(db, max_record_bytes=500)) as store:
+        traces, _ = trace_requests(frames, ["request"] * len(frames), list(range(len(frames))))
+        assert traces is not None
+        reports = store.commit_parts(Decoded(proto_traces=[traces]),
+                                     [BatchSource(f"part {i}", "otlp-proto", f"h{i}")
+                                      for i in range(len(frames))])
+        return ([(r.stored, r.quarantined) for r in reports],
+                store.query("SELECT * FROM otel_traces ORDER BY SpanId"),
+                store.query("SELECT * FROM telltale_quarantine ORDER BY BatchId, Position"),
+                store.query("SELECT * FROM telltale_span_index ORDER BY Key"))
+
+
+def test_a_clean_commit_is_one_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp_proto, "STORE_SPANS", dict.fromkeys(otlp_proto.STORE_SPANS,
+                                                                 "SELECT error('slow path')"))
+    reports, spans, quarantine, _ = _contents(tmp_path / "t.duckdb",
+                                              [_request("a", only_valid=True)])
+    assert reports == [(Counter({Signal.TRACES: 2}), Counter())] and len(spans) == 2
+    assert not quarantine
+
+
+def test_spans_to_quarantine_are_stored_as_the_staging_path_stores_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = bytes.fromhex("1af7651916cd43dd8448eb211c80319c")
+    frames = [_request("a", only_valid=True), _request("b", other)]
+    tried = _contents(tmp_path / "tried.duckdb", frames)  # the one statement, then staging
+    assert tried[0][1] == (Counter({Signal.TRACES: 2}),
+                           Counter(d for *_, d in SPANS if d is not None))
+    def first_statement(message: str) -> None:
+        monkeypatch.setattr(otlp_proto, "STORE_ALL_SPANS", dict.fromkeys(
+            otlp_proto.STORE_ALL_SPANS,
+            f"SELECT error('{message}'), $batch, $min_ts, $max_ts, $max_bytes, $skipped"))
+
+    first_statement("disk full")  # any other failure is the commit's failure
+    with pytest.raises(duckdb.Error, match="disk full"):
+        _contents(tmp_path / "failed.duckdb", frames)
+    first_statement(staging_tables.FALLBACK)  # always the staging path
+    assert _contents(tmp_path / "staged.duckdb", frames) == tried
 
 
 def test_group_commit_skips_known_parts_and_reports_each(tmp_path: Path) -> None:

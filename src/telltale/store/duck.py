@@ -25,7 +25,13 @@ from telltale.store import (
     validate,
 )
 from telltale.store.batches import BatchReport, BatchSource
-from telltale.store.staging_tables import concat, create_temp, staging_names, unregister
+from telltale.store.staging_tables import (
+    NeedsStaging,
+    concat,
+    create_temp,
+    staging_names,
+    unregister,
+)
 
 # Per metric type, the columns after the common ones (in table order).
 _METRIC_VALUE_COLUMNS = {
@@ -183,12 +189,12 @@ class Store:
         the same group) is skipped and reported as already ingested.
         """
         try:
-            return self._commit_parts(decoded, parts, json_fast=True)
-        except json_lines.NeedsStaging:  # rolled back: commit again, with the JSON lines staged
-            return self._commit_parts(decoded, parts, json_fast=False)
+            return self._commit_parts(decoded, parts, fast=True)
+        except NeedsStaging:  # rolled back: commit again, with the records staged
+            return self._commit_parts(decoded, parts, fast=False)
 
     def _commit_parts(self, decoded: Decoded, parts: list[BatchSource], *,
-                      json_fast: bool) -> list[BatchReport]:
+                      fast: bool) -> list[BatchReport]:
         if self.read_only:
             raise StoreError("store is open read-only")
         reports = [BatchReport(source=p.source, format=p.fmt) for p in parts]
@@ -219,7 +225,7 @@ class Store:
                 "max_bytes": self.settings.max_record_bytes,
                 "now": self.settings.clock(),
             }
-            filled = self._stage(decoded, reports, params, skipped, json_fast)
+            filled = self._stage(decoded, reports, params, skipped, fast)
             for check, reason_sql, store_sql, signal, time_expr in self._checks():
                 if check in filled:
                     self._check_and_store(check, reason_sql, store_sql, signal, time_expr,
@@ -275,13 +281,14 @@ class Store:
         self._staging_ready = True
 
     def _stage(self, decoded: Decoded, reports: list[BatchReport], params: dict[str, Any],
-               skipped: list[int], json_fast: bool) -> set[str]:
-        """Fill the staging tables; returns the names of those that received rows. With
-        `json_fast`, OTLP JSON trace lines go straight to otel_traces (or raise json_lines.NeedsStaging)."""
+               skipped: list[int], fast: bool) -> set[str]:
+        """Fill the staging tables; returns the names of those that received rows. With `fast`,
+        OTLP JSON trace lines and protobuf spans go straight to otel_traces in one statement
+        each, or raise NeedsStaging if anything needs quarantine."""
         con = self.con
         filled: set[str] = set()
         trace_lines = decoded.json_trace_lines
-        if trace_lines and json_fast:
+        if trace_lines and fast:
             for part, n in json_lines.store_trace_lines(con, trace_lines, params, skipped).items():
                 reports[part].stored[Signal.TRACES] += n
             trace_lines = []
@@ -300,7 +307,7 @@ class Store:
                 self._append(f"stg_metrics_{kind}", concat(tables))
         if decoded.proto_traces:  # valid spans are stored here, rejected ones staged
             stored, rejected = otlp_proto.store(con, otlp_proto.merge(decoded.proto_traces),
-                                                params, skipped)
+                                                params, skipped, fast=fast)
             for part, n in stored.items():
                 reports[part].stored[Signal.TRACES] += n
             filled.update(["stg_spans"] if rejected else [])

@@ -1,9 +1,10 @@
 """OTLP JSON request lines in the write path (the SQL is in store/otlp_json.py).
 
 A chunk of trace lines is first tried in one statement straight into `otel_traces`
-(`store_trace_lines`); when anything in it needs quarantine that raises `NeedsStaging`, the
-caller rolls the transaction back and commits again with the lines staged (`stage_lines`), where
-rejected records and torn lines are quarantined with their positions. Log lines are always staged.
+(`store_trace_lines`); when anything in it needs quarantine that raises
+`staging_tables.NeedsStaging`, the caller rolls the transaction back and commits again with the
+lines staged (`stage_lines`), where rejected records and torn lines are quarantined with their
+positions. Log lines are always staged.
 """
 
 from __future__ import annotations
@@ -19,13 +20,9 @@ import pyarrow.compute as pc
 from telltale.model import QuarantineReason
 from telltale.normalize.staging import PART, with_part
 from telltale.store import otlp_json
-from telltale.store.staging_tables import concat, unregister
+from telltale.store.staging_tables import concat, raise_fallback, unregister
 
 VIEW = "tt_lines_view"
-
-
-class NeedsStaging(Exception):
-    """The one-statement path met something to quarantine (the transaction must roll back)."""
 
 
 def register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
@@ -66,12 +63,8 @@ def store_trace_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
     parts = register_lines(con, lines, skipped)
     try:
         with unordered_insert(con):
-            con.execute(otlp_json.STORE_SPANS,
-                        {k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")})
-    except duckdb.Error as exc:
-        if otlp_json.JSON_FALLBACK in str(exc):
-            raise NeedsStaging from exc
-        raise
+            raise_fallback(con, otlp_json.STORE_SPANS,
+                           {k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")})
     finally:
         unregister(con, VIEW)
     return {int(p): int(n) for p, n in con.execute(

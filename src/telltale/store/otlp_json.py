@@ -20,6 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from telltale.model import QuarantineReason, SpanKind, StatusCode
 from telltale.normalize.anyvalue import go_json
 from telltale.store import validate
+from telltale.store.staging_tables import FALLBACK
 
 _AV = (
     '{"stringValue":"VARCHAR","intValue":"VARCHAR","boolValue":"BOOLEAN",'
@@ -307,19 +308,17 @@ _PARSED_SPANS = (
 # The fast path of a chunk of trace lines: one statement parses, converts, validates and inserts
 # straight into otel_traces (no staging, copy and UPDATE: a quarter of the time). It holds only
 # when nothing in the chunk needs quarantine: a bad line, a rejected span or a suspect line
-# raises JSON_FALLBACK, the transaction is rolled back and the chunk takes the staging path,
-# which quarantines with positions. So both paths store exactly the same rows. The statement
+# raises FALLBACK (staging_tables.py), and the chunk takes the staging path. The statement
 # has no WHERE: every row it reads is stored or raises, and the caller registers only the lines
 # of parts to store. (A filter here made DuckDB's unordered parallel insert twice as slow.)
-JSON_FALLBACK = "telltale: an OTLP JSON chunk needs the staging path"
 STORE_SPANS = f"""
 INSERT INTO otel_traces
 {_pipeline(TRACE_REQUEST, "resourceSpans", "scopeSpans", "spans",
            suspect=f"{_PARSED_SPANS} < greatest({_occurrences('spanId')}, 1)",
-           fallback=JSON_FALLBACK)}
+           fallback=FALLBACK)}
 SELECT {validate.span_columns()}
 FROM (SELECT * REPLACE (CASE WHEN t.Defect IS NOT NULL OR t.suspect
-        OR {validate.span_defect("t")} IS NOT NULL THEN error('{JSON_FALLBACK}')
+        OR {validate.span_defect("t")} IS NOT NULL THEN error('{FALLBACK}')
         ELSE t.StartNs END AS StartNs)
     FROM (SELECT {_SPAN_COLUMNS}, Part, suspect FROM leaf) t) t
 """

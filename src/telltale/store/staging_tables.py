@@ -1,5 +1,6 @@
 """Staging tables: Arrow staging schemas as DuckDB temp tables, how staged parts concatenate,
-and dropping the Arrow views that feed them."""
+and dropping the Arrow views that feed them; and how a one-statement path (OTLP JSON lines,
+OTLP protobuf) hands a commit over to staging."""
 
 from __future__ import annotations
 
@@ -38,6 +39,26 @@ def create_temp(name: str, arrow_schema: pa.Schema) -> str:
     row belongs to and (for engine-decoded JSON lines) its line number."""
     cols = ", ".join(f'"{f.name}" {duck_type(f.type)}' for f in arrow_schema)
     return f"CREATE OR REPLACE TEMP TABLE {name} ({cols}, Part INTEGER, LineNo BIGINT)"
+
+
+# Raised (SQL `error()`) by a one-statement path that meets a record to quarantine: the
+# transaction is rolled back and committed again with the records staged, which quarantines
+# them with their positions (store/duck.py). So both ways store exactly the same rows.
+FALLBACK = "telltale: this commit needs the staging path"
+
+
+class NeedsStaging(Exception):
+    """A one-statement path met something to quarantine (the transaction must roll back)."""
+
+
+def raise_fallback(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> None:
+    """Run a one-statement path's SQL; NeedsStaging when it raised FALLBACK."""
+    try:
+        con.execute(sql, params)
+    except duckdb.Error as exc:
+        if FALLBACK in str(exc):
+            raise NeedsStaging from exc
+        raise
 
 
 def staging_names() -> list[str]:
