@@ -1,14 +1,18 @@
-"""The least DuckDB itself does to store an OTLP JSON-lines traces file: a floor for telltale.
+"""The least DuckDB itself does to store the bench's traces files: floors for telltale.
 
-Run: python bench/bench_json_floor.py [--minutes 30]
+Run: python bench/bench_floor.py [--minutes 30]
 
-Simulates the same file as bench_ingest.py, reads its lines into memory (not timed), and times
-one statement that does only what storing needs: `from_json` with the same struct, unnest,
-attribute values as strings, `MAP`s, insert into a table of otel_traces' columns, commit. No
-validation, no quarantine or torn-line detection, no idempotency (hashing), no span index, no
-reading or splitting the file: everything telltale adds is left out. The statement runs the way
-telltale's runs (record batches of 16 lines, unordered insert), and once more with attributes
-as plain lists instead of `MAP`s, to show what the key checks cost.
+Simulates the same files as bench_ingest.py and times statements that do only what storing
+needs, leaving out everything telltale adds (validation, quarantine and torn-line detection,
+idempotency hashing, the span index, reading and splitting files):
+
+- OTLP JSON lines, already in memory as record batches of 16 lines (as telltale registers them):
+  one statement `from_json` with the same struct, unnest, attribute values as strings, `MAP`s,
+  insert into a table of otel_traces' columns, commit; once more with attributes as plain lists
+  instead of `MAP`s, to show what DuckDB's key checks cost.
+- OTLP protobuf: ptars decoding into Arrow (with upb's check and the flattening telltale needs,
+  on one core: both hold the GIL), then one statement: hex ids, attribute strings, `MAP`s,
+  insert, commit. Its CPU per span is what any receiver storing these spans must spend at least.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from telltale.sim import SimConfig, simulate, write_otlp_json
+from telltale.normalize.otlp_arrow import trace_requests
+from telltale.normalize.otlp_binary import split_delimited
+from telltale.sim import SimConfig, simulate, write_otlp_json, write_otlp_proto
+from telltale.store import otlp_proto
 from telltale.store.otlp_json import TRACE_REQUEST
 
 _MAP = "MAP(VARCHAR, VARCHAR)"
@@ -66,6 +73,67 @@ FROM sp
 """  # noqa: S608
 
 
+def _proto_value(v: str) -> str:
+    return (f"coalesce({v}.string_value, CAST({v}.int_value AS VARCHAR),"
+            f" CAST({v}.bool_value AS VARCHAR), CAST({v}.double_value AS VARCHAR), '')")
+
+
+def _proto_map(expr: str) -> str:
+    return (f"map_from_entries(list_transform({expr},"
+            f" lambda a: {{'k': a.key, 'v': {_proto_value('a.value')}}}))")
+
+
+_PROTO = f"""
+INSERT INTO otel_traces
+WITH res AS (SELECT list({_proto_map('attributes')} ORDER BY Res) AS rattrs FROM proto_res)
+SELECT s.start_time_unix_nano::BIGINT, lower(hex(s.trace_id)), lower(hex(s.span_id)),
+    lower(hex(s.parent_span_id)), s.trace_state, s.name,
+    CASE s.kind WHEN 1 THEN 'Internal' WHEN 2 THEN 'Server' WHEN 3 THEN 'Client'
+        WHEN 4 THEN 'Producer' WHEN 5 THEN 'Consumer' ELSE 'Unspecified' END,
+    r.rattrs[s.Res + 1]['service.name'], r.rattrs[s.Res + 1], s.ScopeName, s.ScopeVersion,
+    {_proto_map('s.attributes')},
+    s.end_time_unix_nano::BIGINT - s.start_time_unix_nano::BIGINT,
+    CASE s.status.code WHEN 1 THEN 'Ok' WHEN 2 THEN 'Error' ELSE 'Unset' END, s.status.message,
+    list_transform(s.events, lambda e: {{'Timestamp': e.time_unix_nano::BIGINT, 'Name': e.name,
+        'Attributes': {_proto_map('e.attributes')}}}),
+    [], 1
+FROM proto_spans s, res r
+"""  # noqa: S608
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _proto(path: Path, db: Path) -> None:
+    data = path.read_bytes()
+    t0, c0 = time.perf_counter(), _cpu()
+    frames = split_delimited(data)
+    assert frames is not None
+    traces, _ = trace_requests(frames, ["message"] * len(frames))
+    assert traces is not None
+    traces = otlp_proto.merge([traces])
+    decode, decode_cpu = time.perf_counter() - t0, _cpu() - c0
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(_TABLE)
+        con.register("proto_spans", traces.spans)
+        con.register("proto_res", traces.resources)
+        t0, c0 = time.perf_counter(), _cpu()
+        con.execute("BEGIN")
+        con.execute(_PROTO)
+        con.execute("COMMIT")
+        insert, insert_cpu = time.perf_counter() - t0, _cpu() - c0
+        spans = int(con.execute("SELECT count(*) FROM otel_traces").fetchall()[0][0])
+    finally:
+        con.close()
+    print(f"bare protobuf: {spans:,} spans; decoding {decode:.2f}s, insert {insert:.2f}s = "
+          f"{spans / (decode + insert):,.0f} spans/s one after the other; CPU "
+          f"{(decode_cpu + insert_cpu) / spans * 1e6:.1f} µs per span, so at most "
+          f"{2 * spans / (decode_cpu + insert_cpu):,.0f} spans/s on two cores kept busy")
+
+
 def _run(lines: pa.Table, db: Path, maps: bool) -> tuple[int, float]:
     con = duckdb.connect(str(db))
     try:
@@ -91,6 +159,8 @@ def main() -> None:
         out = Path(tmp)
         result = simulate(SimConfig(seed=args.seed, duration_s=args.minutes * 60))
         path = next(p for p in write_otlp_json(result, out / "json") if p.name.startswith("traces"))
+        proto = next(p for p in write_otlp_proto(result, out / "proto")
+                     if p.name.startswith("traces"))
         text = path.read_text()
         table = pa.table({"Line": pa.array(text.splitlines())})
         lines = pa.Table.from_batches(table.to_batches(max_chunksize=16))
@@ -101,6 +171,7 @@ def main() -> None:
             kind = "MAP attributes (the exporter schema)" if maps else "attributes as lists"
             print(f"bare DuckDB, {kind}: {spans:,} spans in {secs:.2f}s = {spans / secs:,.0f} "
                   "spans/s")
+        _proto(proto, out / "floor-proto.duckdb")
 
 
 if __name__ == "__main__":
