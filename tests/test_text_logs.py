@@ -268,6 +268,39 @@ def test_follow_appends_holds_back_open_record_and_survives_rotation(store: Stor
     assert bodies[3:] == ["four (after rotation)", "five (truncated)"]
 
 
+def test_follow_restarted_resumes_after_what_it_committed(store: Store, tmp_path: Path) -> None:
+    from telltale.normalize.log_follow import follow
+
+    log = tmp_path / "app.log"
+    log.write_text("2024-01-15T10:00:00Z INFO one\n2024-01-15T10:00:01Z INFO two\n")
+    def append(text: str) -> None:
+        with log.open("a") as f:
+            f.write(text)
+
+    steps = [lambda: append("2024-01-15T10:00:02Z INFO three\n")]
+
+    def once() -> bool:
+        if steps:
+            steps.pop(0)()
+            return False
+        return True
+
+    def bodies() -> list[str]:
+        return [r["Body"] for r in rows(store, "SELECT Body FROM otel_logs ORDER BY Timestamp")]
+
+    first = follow(store, log, poll_s=0, quiet_s=0, stop=once)
+    assert bodies() == ["one", "two", "three"] and len(first.reports) == 2
+    append("2024-01-15T10:00:03Z WARN four\n")
+    again = follow(store, log, poll_s=0, quiet_s=60, stop=lambda: True)  # a restart
+    assert bodies() == ["one", "two", "three", "four"]
+    quarantine = rows(store, "SELECT Position FROM telltale_quarantine")
+    assert [r.source for r in again.reports] == [f"{log}:4"] and not quarantine
+    # The same path rewritten in place (same inode, other bytes): read from its start.
+    log.write_text("2024-01-15T11:00:00Z INFO five\n")
+    follow(store, log, poll_s=0, quiet_s=60, stop=lambda: True)
+    assert bodies()[-1] == "five" and len(bodies()) == 5
+
+
 def test_cli_pattern_and_auto_detection(tmp_path: Path) -> None:
     """`ingest` detects plain log lines by itself, and `--pattern` reads a custom format."""
     from click.testing import CliRunner

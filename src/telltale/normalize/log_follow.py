@@ -1,11 +1,12 @@
 """`ingest --follow`: tail a growing log file into the store, surviving rotation.
 
 Each poll reads what was appended and commits the complete records in it (one batch per
-commit, keyed by file identity + offset, so a restart never stores a chunk twice). The last
-record is held back until the next one starts or the file has been quiet for `quiet_s`, so a
-stack trace still being written is not cut in two. Rotation: when the path names a new inode,
-the old file is drained first and the new one read from its start; a file that shrank
-(truncated in place, `copytruncate`) is read again from its start.
+commit, keyed by file identity, byte range, first line and content). A restart resumes after
+the last batch committed from the same file (same inode, and that batch's bytes still there),
+so nothing is stored twice. The last record is held back until the next one starts or the file
+has been quiet for `quiet_s`, so a stack trace still being written is not cut in two. Rotation:
+when the path names a new inode, the old file is drained first and the new one read from its
+start; a file that shrank (truncated in place, `copytruncate`) is read again from its start.
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ from telltale.store.batches import BatchReport
 class Committer(Protocol):
     def commit(self, decoded: Decoded, *, source: str, fmt: str,
                content_hash: str) -> BatchReport: ...
+
+    def last_batch_key(self, prefix: str) -> str | None: ...
+
+
+def _key(inode: int, offset: int, end: int, line: int, digest: str) -> str:
+    return f"follow:{inode}:{offset}:{end}:{line}:{digest}"
+
+
+def _resume_point(key: str | None, handle: BinaryIO) -> tuple[int, int] | None:
+    """(offset, line) just after the batch `key` names, if the open file still holds its bytes."""
+    if key is None:
+        return None
+    try:
+        _, _, offset_s, end_s, line_s, digest = key.split(":")
+        offset, end, line = int(offset_s), int(end_s), int(line_s)
+    except ValueError:  # a key written before keys named their end
+        return None
+    handle.seek(offset)
+    data = handle.read(end - offset)
+    if len(data) != end - offset or hashlib.sha256(data).hexdigest()[:32] != digest:
+        return None
+    return end, line + data.count(b"\n")
 
 
 @dataclass
@@ -50,12 +73,18 @@ class _Follower:
         self.starts = text_logs.record_start(options)
         self.state = FollowState(last_data=time.monotonic())
 
-    def open(self) -> None:
+    def open(self, resume: bool = False) -> None:
+        """Open the path from its start, or with `resume` just after the last batch committed
+        from this very file."""
         s = self.state
         if s.handle is not None:
             s.handle.close()
         s.handle = self.path.open("rb")
         s.inode, s.offset, s.line, s.pending = os.fstat(s.handle.fileno()).st_ino, 0, 1, b""
+        point = (_resume_point(self.store.last_batch_key(f"follow:{s.inode}:"), s.handle)
+                 if resume else None)
+        s.offset, s.line = point or (0, 1)
+        s.handle.seek(s.offset)
 
     def _commit(self, data: bytes) -> None:
         s = self.state
@@ -65,7 +94,7 @@ class _Follower:
                                     first_line=s.line)
             s.reports.append(self.store.commit(
                 text_logs.decode(data, options), source=f"{self.path}:{s.line}", fmt=self.fmt,
-                content_hash=f"follow:{s.inode}:{s.offset}:{digest}"))
+                content_hash=_key(s.inode, s.offset, s.offset + len(data), s.line, digest)))
         s.offset += len(data)
         s.line += data.count(b"\n")
 
@@ -122,7 +151,7 @@ def follow(store: Committer, path: str | Path, *, options: DecodeOptions | None 
 
     `from_end` starts at the current end (only new lines), as `tail -f` does."""
     follower = _Follower(store, Path(path), options or DecodeOptions(source=str(path)), quiet_s, fmt)
-    follower.open()
+    follower.open(resume=not from_end)
     state = follower.state
     if from_end and state.handle is not None:
         state.offset = state.handle.seek(0, os.SEEK_END)

@@ -165,6 +165,13 @@ class Store:
     def find_batch(self, content_hash: str) -> int | None:
         return self._find_batches([content_hash]).get(content_hash)
 
+    def last_batch_key(self, prefix: str) -> str | None:
+        """The content key of the last batch committed whose key starts with `prefix`."""
+        rows = self.con.execute(
+            "SELECT ContentHash FROM telltale_ingest_batches WHERE starts_with(ContentHash, ?)"
+            " ORDER BY BatchId DESC LIMIT 1", [prefix]).fetchall()
+        return str(rows[0][0]) if rows else None
+
     def _find_batches(self, hashes: list[str]) -> dict[str, int]:
         rows = self.con.execute(
             "SELECT ContentHash, BatchId FROM telltale_ingest_batches"
