@@ -27,6 +27,7 @@ from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
 from telltale.normalize.log_follow import follow as follow_log
+from telltale.normalize.log_follow import follow_format
 from telltale.normalize.options import DecodeOptions
 from telltale.recorder import ENV_SPOOL, read_status
 from telltale.render import ingest as render_ingest
@@ -113,8 +114,8 @@ def _load_mapping(value: str | None) -> dict[str, Any] | None:
               "lines fold into the record before); 'line' makes every line a record.")
 @click.option("--timezone", help="Logs: zone of timestamps that carry none (e.g. Europe/Paris).")
 @click.option("--year", type=int, help="Logs: year of timestamps that carry none (syslog).")
-@click.option("--follow", is_flag=True, help="Logs: keep reading one growing file (rotation-aware) "
-              "until interrupted.")
+@click.option("--follow", is_flag=True, help="Logs or OTLP JSON lines: keep reading one growing "
+              "file (rotation-aware, resumes where it stopped) until interrupted.")
 @click.option("--extract", "extract_rules", type=click.Path(exists=True, dir_okay=False),
               help="Logs: then derive spans/metric points with these rules (docs/log-extract.md).")
 @click.pass_context
@@ -184,12 +185,16 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], fmt: str, mapping: str | 
 
 def _follow(ctx: click.Context, sources: list[FileSource], fmt: str,
             mapping: dict[str, Any] | None, console: Console) -> None:
-    """`ingest --follow`: tail one log file into the store until Ctrl-C (then exit 0)."""
+    """`ingest --follow`: tail one file (logs or OTLP JSON lines) into the store until Ctrl-C
+    (then exit 0)."""
     if len(sources) != 1 or sources[0].name == "-":
         raise click.UsageError("--follow takes exactly one file")
     settings = settings_of(ctx)
     path = sources[0].name
-    fmt = Format.LOG_TEXT.value if fmt == Format.AUTO.value else fmt
+    if fmt == Format.AUTO.value:
+        fmt = follow_format(path)
+    if fmt not in (Format.LOG_TEXT.value, Format.OTLP_JSON.value):
+        raise click.UsageError(f"--follow reads plain-text logs or OTLP JSON lines, not {fmt}")
     stopping: list[bool] = []
     # SIGTERM (a service manager) and Ctrl-C both end the loop after the current poll, so
     # what was read is committed and the summary printed.

@@ -1,10 +1,12 @@
-"""`ingest --follow`: tail a growing log file into the store, surviving rotation.
+"""`ingest --follow`: tail a growing file of logs or OTLP JSON lines (the Collector's file
+exporter) into the store, surviving rotation.
 
 Each poll reads what was appended and commits the complete records in it (one batch per
 commit, keyed by file identity, byte range, first line and content). A restart resumes after
 the last batch committed from the same file (same inode, and that batch's bytes still there),
 so nothing is stored twice. The last record is held back until the next one starts or the file
-has been quiet for `quiet_s`, so a stack trace still being written is not cut in two. Rotation:
+has been quiet for `quiet_s`, so a stack trace still being written is not cut in two (a line of
+OTLP JSON is a whole request: every complete line is committed). Rotation:
 when the path names a new inode, the old file is drained first and the new one read from its
 start; a file that shrank (truncated in place, `copytruncate`) is read again from its start.
 """
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from telltale.normalize import text_logs
+from telltale.model import Format
+from telltale.normalize import otlp_json, text_logs
+from telltale.normalize.detect import HEAD_BYTES, DetectionError, detect
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded
 from telltale.store.batches import BatchReport
@@ -70,6 +74,8 @@ class _Follower:
     def __init__(self, store: Committer, path: Path, options: DecodeOptions, quiet_s: float,
                  fmt: str) -> None:
         self.store, self.path, self.options, self.quiet_s, self.fmt = store, path, options, quiet_s, fmt
+        self.json_lines = fmt == Format.OTLP_JSON.value
+        self.decode = otlp_json.decode if self.json_lines else text_logs.decode
         self.starts = text_logs.record_start(options)
         self.state = FollowState(last_data=time.monotonic())
 
@@ -93,7 +99,7 @@ class _Follower:
             options = DecodeOptions(source=str(self.path), mapping=self.options.mapping,
                                     first_line=s.line)
             s.reports.append(self.store.commit(
-                text_logs.decode(data, options), source=f"{self.path}:{s.line}", fmt=self.fmt,
+                self.decode(data, options), source=f"{self.path}:{s.line}", fmt=self.fmt,
                 content_hash=_key(s.inode, s.offset, s.offset + len(data), s.line, digest)))
         s.offset += len(data)
         s.line += data.count(b"\n")
@@ -108,7 +114,7 @@ class _Follower:
             s.pending += fresh
             s.last_data = now
         cut = len(s.pending) if final else s.pending.rfind(b"\n") + 1
-        if not final and now - s.last_data < self.quiet_s:
+        if not final and not self.json_lines and now - s.last_data < self.quiet_s:
             cut = self._last_start(s.pending[:cut])
         if cut > 0:
             chunk, s.pending = s.pending[:cut], s.pending[cut:]
@@ -142,6 +148,18 @@ class _Follower:
             s.offset, s.line, s.pending = 0, 1, b""
             s.rotations += 1
         self.drain(final=False)
+
+
+def follow_format(path: str | Path) -> str:
+    """OTLP JSON lines when the file's start says so; plain-text logs otherwise (also for a
+    file still empty: pass --format otlp-json to follow an exporter's file from its creation)."""
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    try:
+        found = detect(head, str(path)).format
+    except DetectionError:
+        return Format.LOG_TEXT.value
+    return Format.OTLP_JSON.value if found is Format.OTLP_JSON else Format.LOG_TEXT.value
 
 
 def follow(store: Committer, path: str | Path, *, options: DecodeOptions | None = None,
