@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
+from click.testing import CliRunner
 
 from conftest import T0, pinned_settings, span, trace_request
+from telltale.cli import main
 from telltale.model import Format
-from telltale.normalize.log_follow import follow, follow_format
+from telltale.normalize.log_follow import FollowError, follow, follow_format
 from telltale.store import Store
 
 
@@ -59,8 +62,16 @@ def test_a_growing_exporter_file_is_stored_once(tmp_path: Path) -> None:
 
 def test_follow_detects_the_exporter_format(tmp_path: Path) -> None:
     traces, log, empty = tmp_path / "traces.jsonl", tmp_path / "app.log", tmp_path / "new.jsonl"
+    pretty = tmp_path / "request.json"
     traces.write_bytes(_line(1))
     log.write_text("2024-01-15T10:00:00Z INFO one\n")
     empty.write_bytes(b"")
+    pretty.write_bytes(orjson.dumps(orjson.loads(_line(1)), option=orjson.OPT_INDENT_2))
     assert follow_format(traces) == Format.OTLP_JSON.value
     assert follow_format(log) == follow_format(empty) == Format.LOG_TEXT.value
+    # One pretty-printed request is no stream of lines: following it is refused in one line.
+    with pytest.raises(FollowError, match="one OTLP JSON document"):
+        follow_format(pretty)
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "t.duckdb"), "ingest", "--follow",
+                                       str(pretty)])
+    assert result.exit_code == 2 and "ingest it without --follow" in result.output

@@ -26,8 +26,8 @@ from telltale.ingest import SourceResult, ingest_sources
 from telltale.model import Format, Signal
 from telltale.normalize.csv_spans import PRESETS as CSV_PRESETS
 from telltale.normalize.events import PRESETS as EVENT_PRESETS
+from telltale.normalize.log_follow import FollowError, follow_format
 from telltale.normalize.log_follow import follow as follow_log
-from telltale.normalize.log_follow import follow_format
 from telltale.normalize.options import DecodeOptions
 from telltale.recorder import ENV_SPOOL, read_status
 from telltale.render import ingest as render_ingest
@@ -192,7 +192,10 @@ def _follow(ctx: click.Context, sources: list[FileSource], fmt: str,
     settings = settings_of(ctx)
     path = sources[0].name
     if fmt == Format.AUTO.value:
-        fmt = follow_format(path)
+        try:
+            fmt = follow_format(path)
+        except FollowError as exc:
+            raise click.UsageError(str(exc)) from exc
     if fmt not in (Format.LOG_TEXT.value, Format.OTLP_JSON.value):
         raise click.UsageError(f"--follow reads plain-text logs or OTLP JSON lines, not {fmt}")
     stopping: list[bool] = []

@@ -18,6 +18,7 @@ from telltale.normalize.ci_spans import sniff as sniff_ci
 from telltale.normalize.options import DecodeOptions
 
 HEAD_BYTES = 256 * 1024
+LEADING_SPACE = re.compile(rb"\s*")  # (a match, not a strip: no copy of the data)
 _MAX_LINES = 50
 _OTLP_KEYS = re.compile(rb'"(resourceSpans|resourceLogs|resourceMetrics)"')
 _JAEGER = re.compile(rb'"traceID"\s*:')
@@ -69,6 +70,15 @@ def _json_kind(chunk: bytes) -> Format | None:
     if chunk.lstrip().startswith(b"[") and _ZIPKIN.search(chunk):
         return Format.ZIPKIN_JSON
     return None
+
+
+def is_json_lines(head: bytes) -> bool:
+    """JSON lines (each line a whole document, e.g. an OTLP request), not one pretty-printed
+    document: the first non-blank line is a whole object."""
+    start = LEADING_SPACE.match(head).end()  # type: ignore[union-attr]
+    end = head.find(b"\n", start)
+    first = head[start:end if end >= 0 else len(head)]  # (no copy of the whole head)
+    return first.startswith(b"{") and first.rstrip().endswith(b"}")
 
 
 def detect(head: bytes, name: str = "") -> Detection:

@@ -23,10 +23,14 @@ from typing import BinaryIO, Protocol
 
 from telltale.model import Format
 from telltale.normalize import otlp_json, text_logs
-from telltale.normalize.detect import HEAD_BYTES, DetectionError, detect
+from telltale.normalize.detect import HEAD_BYTES, DetectionError, detect, is_json_lines
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.staging import Decoded
 from telltale.store.batches import BatchReport
+
+
+class FollowError(ValueError):
+    """A file that cannot be followed (said in one line)."""
 
 
 class Committer(Protocol):
@@ -159,7 +163,12 @@ def follow_format(path: str | Path) -> str:
         found = detect(head, str(path)).format
     except DetectionError:
         return Format.LOG_TEXT.value
-    return Format.OTLP_JSON.value if found is Format.OTLP_JSON else Format.LOG_TEXT.value
+    if found is not Format.OTLP_JSON:
+        return Format.LOG_TEXT.value
+    if not is_json_lines(head):
+        raise FollowError(f"{path} is one OTLP JSON document, not JSON lines: ingest it without "
+                          "--follow")
+    return Format.OTLP_JSON.value
 
 
 def follow(store: Committer, path: str | Path, *, options: DecodeOptions | None = None,
