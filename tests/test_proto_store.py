@@ -195,3 +195,28 @@ def test_a_thread_per_batch_only_where_batches_would_share_threads_unevenly() ->
     with pytest.raises(RuntimeError), otlp_proto.thread_per_batch(con, 3):
         raise RuntimeError("the insert failed")
     assert threads() == 2
+
+
+def test_a_span_to_quarantine_falls_back_also_when_threads_were_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three record batches on two threads run on three (thread_per_batch); the one statement
+    then fails on the bad span, and the commit must still fall back to staging."""
+    monkeypatch.setattr(otlp_proto, "_ROW_GROUP", 64)
+    req = ExportTraceServiceRequest()
+    scope = req.resource_spans.add().scope_spans.add()
+    for i in range(150):
+        s = scope.spans.add()
+        s.trace_id, s.span_id = TRACE, (i + 1).to_bytes(8, "big")
+        s.name = "" if i == 140 else f"op-{i}"
+        s.start_time_unix_nano, s.end_time_unix_nano = NOW_NS - 1000, NOW_NS
+    db = tmp_path / "t.duckdb"
+    with Store(db, settings=pinned_settings(db)) as store:
+        store.con.execute("SET threads = 2")
+        traces, _ = trace_requests([req.SerializeToString()], ["request"], [0])
+        assert traces is not None
+        assert len(otlp_proto.merge([traces]).spans.to_batches()) == 3
+        (report,) = store.commit_parts(Decoded(proto_traces=[traces]),
+                                       [BatchSource("part", "otlp-proto", "h")])
+        assert report.stored == Counter({Signal.TRACES: 149})
+        assert report.quarantined == Counter({Q.MISSING_NAME: 1})
+        assert store.query("SELECT current_setting('threads')") == [(2,)]

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from telltale.model import QuarantineReason
 from telltale.normalize.staging import PART, with_part
 from telltale.store import otlp_json
-from telltale.store.staging_tables import concat, raise_fallback, unregister
+from telltale.store.staging_tables import concat, global_setting, raise_fallback, unregister
 
 VIEW = "tt_lines_view"
 
@@ -46,14 +46,8 @@ def unordered_insert(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     2.25 s -> 1.9 s without). The store never relies on physical row order (readers ORDER BY)
     and its checkpoints do not vacuum (duck.py), so the partly filled row groups an unordered
     insert leaves are not rewritten into new blocks, leaving the old ones free."""
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with global_setting(con, "preserve_insertion_order", False):
         yield
-    finally:
-        # The setting is global; a fresh cursor can reset it when the statement failed and
-        # left this connection's transaction aborted (then nothing else runs there anyway).
-        with contextlib.closing(con.cursor()) as fresh:
-            fresh.execute("RESET preserve_insertion_order")
 
 
 def store_trace_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],

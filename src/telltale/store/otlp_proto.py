@@ -25,7 +25,7 @@ from telltale.normalize.anyvalue import go_json, plain
 from telltale.normalize.staging import PART, ProtoTraces
 from telltale.store import validate
 from telltale.store.otlp_json import attr_entries, attrs_map, entries_map, go_float_sql
-from telltale.store.staging_tables import FALLBACK, raise_fallback, unregister
+from telltale.store.staging_tables import FALLBACK, global_setting, raise_fallback, unregister
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
 
@@ -185,11 +185,8 @@ def thread_per_batch(con: duckdb.DuckDBPyConnection, batches: int) -> Iterator[N
     spans/s; JSON, whose batches are small, and the span index were no faster that way)."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
     if threads < batches <= 2 * threads and batches % threads:
-        con.execute(f"SET threads = {batches}")
-        try:
+        with global_setting(con, "threads", batches):
             yield
-        finally:
-            con.execute(f"SET threads = {threads}")
     else:
         yield
 

@@ -5,6 +5,7 @@ OTLP protobuf) hands a commit over to staging."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -59,6 +60,24 @@ def raise_fallback(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, o
         if FALLBACK in str(exc):
             raise NeedsStaging from exc
         raise
+
+
+@contextlib.contextmanager
+def global_setting(con: duckdb.DuckDBPyConnection, name: str, value: bool | int) -> Iterator[None]:
+    """A global DuckDB setting (`name`: the store's own constant) changed for the statements
+    inside, then put back as it was, also when one of them failed and left this connection's
+    transaction aborted: a fresh cursor of the same database puts it back then."""
+    old = con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0]
+
+    def literal(v: object) -> str:  # a bool or an integer, never text from outside
+        return str(v).lower() if isinstance(v, bool) else str(int(str(v)))
+
+    con.execute(f"SET {name} = {literal(value)}")
+    try:
+        yield
+    finally:
+        with contextlib.closing(con.cursor()) as fresh:
+            fresh.execute(f"SET {name} = {literal(old)}")
 
 
 def staging_names() -> list[str]:
