@@ -17,7 +17,6 @@ idempotency hashing, the span index, reading and splitting files):
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -26,9 +25,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from bench_ingest import simulated_traces
 from telltale.normalize.otlp_arrow import trace_requests
 from telltale.normalize.otlp_binary import split_delimited
-from telltale.sim import SimConfig, simulate, write_otlp_json, write_otlp_proto
 from telltale.store import otlp_proto
 from telltale.store.otlp_json import TRACE_REQUEST
 
@@ -151,16 +150,9 @@ def _run(lines: pa.Table, db: Path, maps: bool) -> tuple[int, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        result = simulate(SimConfig(seed=args.seed, duration_s=args.minutes * 60))
-        path = next(p for p in write_otlp_json(result, out / "json") if p.name.startswith("traces"))
-        proto = next(p for p in write_otlp_proto(result, out / "proto")
-                     if p.name.startswith("traces"))
+        path, proto, _, _ = simulated_traces(out)  # the same files as bench_ingest.py
         text = path.read_text()
         table = pa.table({"Line": pa.array(text.splitlines())})
         lines = pa.Table.from_batches(table.to_batches(max_chunksize=16))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -91,22 +92,28 @@ def _bytes_per_span(db: Path) -> float:
     return os.path.getsize(db) / max(n, 1)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def simulated_traces(out: Path) -> tuple[Path, Path, int, float]:
+    """The bench's traces files (OTLP JSON lines, protobuf) for `--minutes`/`--seed` from the
+    command line, with the spans simulated and the seconds that took."""
+    ap = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    t0 = time.perf_counter()
+    result = simulate(SimConfig(seed=args.seed, duration_s=args.minutes * 60))
+    sim_s = time.perf_counter() - t0
+    traces_json = next(p for p in write_otlp_json(result, out / "json")
+                       if p.name.startswith("traces"))
+    traces_proto = next(p for p in write_otlp_proto(result, out / "proto")
+                        if p.name.startswith("traces"))
+    return traces_json, traces_proto, result.spans.num_rows, sim_s
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        t0 = time.perf_counter()
-        result = simulate(SimConfig(seed=args.seed, duration_s=args.minutes * 60))
-        sim_s = time.perf_counter() - t0
-        json_dir, proto_dir = out / "json", out / "proto"
-        json_files = {p.name: p for p in write_otlp_json(result, json_dir)}
-        proto_files = {p.name: p for p in write_otlp_proto(result, proto_dir)}
-        traces_json = next(p for n, p in json_files.items() if n.startswith("traces"))
-        traces_proto = next(p for n, p in proto_files.items() if n.startswith("traces"))
-        print(f"simulated {result.spans.num_rows:,} spans in {sim_s:.2f}s")
+        traces_json, traces_proto, simulated, sim_s = simulated_traces(out)
+        print(f"simulated {simulated:,} spans in {sim_s:.2f}s")
         print(f"traces file sizes: JSON lines {traces_json.stat().st_size / 1e6:.1f} MB, "
               f"protobuf {traces_proto.stat().st_size / 1e6:.1f} MB")
 
