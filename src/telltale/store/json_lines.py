@@ -43,7 +43,7 @@ def register_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
 def unordered_insert(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Let DuckDB insert the rows of one statement in any order. Kept in order, rows from many
     small record batches are merged into row groups on the way (361 k spans from JSON lines:
-    2.25 s -> 1.9 s without). The store never relies on physical row order (readers ORDER BY)
+    2.25 s -> 1.95 s without). The store never relies on physical row order (readers ORDER BY)
     and its checkpoints do not vacuum (duck.py), so the partly filled row groups an unordered
     insert leaves are not rewritten into new blocks, leaving the old ones free."""
     with global_setting(con, "preserve_insertion_order", False):
