@@ -220,3 +220,27 @@ def test_a_span_to_quarantine_falls_back_also_when_threads_were_raised(
         assert report.stored == Counter({Signal.TRACES: 149})
         assert report.quarantined == Counter({Q.MISSING_NAME: 1})
         assert store.query("SELECT current_setting('threads')") == [(2,)]
+
+
+def test_a_group_of_json_and_protobuf_requests_reports_each_part_its_own_spans(
+        tmp_path: Path) -> None:
+    """The receiver commits JSON and protobuf requests together: each one-statement path
+    counts only the spans of its own parts (records read = stored + quarantined)."""
+    from conftest import span, trace_request
+    from telltale.serve.decode import Part, decode_group
+
+    body = orjson.dumps(trace_request([span("ab" * 16, "cd" * 8, "json-span",
+                                            start=NOW_NS - 1000)]))
+    parts = [Part(Signal.TRACES, body, "application/json", "otlp-http"),
+             Part(Signal.TRACES, _request("a", only_valid=True), "application/x-protobuf",
+                  "otlp-http")]
+    decoded, sources, _ = decode_group(parts)
+    db = tmp_path / "t.duckdb"
+    with Store(db, settings=pinned_settings(db, max_record_bytes=500)) as store:
+        reports = store.commit_parts(decoded, sources)
+        assert [r.stored for r in reports] == [Counter({Signal.TRACES: 1}),
+                                               Counter({Signal.TRACES: 2})]
+        assert store.query("SELECT BatchId, Stored FROM telltale_ingest_batches"
+                           " ORDER BY 1") == [(1, 1), (2, 2)]
+        assert store.query("SELECT BatchId, count(*) FROM otel_traces GROUP BY ALL"
+                           " ORDER BY 1") == [(1, 1), (2, 2)]

@@ -20,7 +20,13 @@ import pyarrow.compute as pc
 from telltale.model import QuarantineReason
 from telltale.normalize.staging import PART, with_part
 from telltale.store import otlp_json
-from telltale.store.staging_tables import concat, global_setting, raise_fallback, unregister
+from telltale.store.staging_tables import (
+    concat,
+    global_setting,
+    raise_fallback,
+    stored_per_part,
+    unregister,
+)
 
 VIEW = "tt_lines_view"
 
@@ -61,10 +67,7 @@ def store_trace_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table],
                            {k: params[k] for k in ("batch", "min_ts", "max_ts", "max_bytes")})
     finally:
         unregister(con, VIEW)
-    return {int(p): int(n) for p, n in con.execute(
-        "SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
-        " AND list_contains($parts, BatchId - $batch) GROUP BY ALL",
-        {"batch": params["batch"], "parts": parts}).fetchall()}
+    return stored_per_part(con, params["batch"], parts)
 
 
 def stage_lines(con: duckdb.DuckDBPyConnection, lines: list[pa.Table], table: str,

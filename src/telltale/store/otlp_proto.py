@@ -25,7 +25,13 @@ from telltale.normalize.anyvalue import go_json, plain
 from telltale.normalize.staging import PART, ProtoTraces
 from telltale.store import validate
 from telltale.store.otlp_json import attr_entries, attrs_map, entries_map, go_float_sql
-from telltale.store.staging_tables import FALLBACK, global_setting, raise_fallback, unregister
+from telltale.store.staging_tables import (
+    FALLBACK,
+    global_setting,
+    raise_fallback,
+    stored_per_part,
+    unregister,
+)
 
 COMPLEX_UDF_NAME = "telltale_pb_complex"
 
@@ -148,9 +154,6 @@ _FLAGS = [(e, k) for e in (False, True) for k in (False, True)]
 STORE_SPANS = {flags: store_spans(*flags) for flags in _FLAGS}
 STORE_ALL_SPANS = {flags: store_all_spans(*flags) for flags in _FLAGS}
 STAGE_REJECTS = {flags: stage_rejects(*flags) for flags in _FLAGS}
-# Spans stored per part by STORE_SPANS (this commit's batches start at $batch).
-STORED_PER_PART = ("SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
-                   " GROUP BY ALL")
 
 
 # DuckDB's Arrow scan hands whole record batches to its threads, so one big batch keeps the
@@ -198,19 +201,19 @@ def store(con: duckdb.DuckDBPyConnection, traces: ProtoTraces, params: dict[str,
     all spans are stored in one statement or NeedsStaging is raised (nothing staged)."""
     flags = (traces.has_events, traces.has_links)
     bounds = {k: params[k] for k in ("min_ts", "max_ts", "max_bytes")} | {"skipped": skipped}
+    parts, counts = np.unique(traces.spans[PART].to_numpy(), return_counts=True)
+    mine = [int(p) for p in parts if int(p) not in skipped]
     con.register("tt_proto_spans", traces.spans)
     con.register("tt_proto_res", traces.resources)
     try:
         with thread_per_batch(con, len(traces.spans.to_batches())):
             raise_fallback(con, (STORE_ALL_SPANS if fast else STORE_SPANS)[flags],
                            bounds | {"batch": params["batch"]})
-        stored = {int(p): int(n) for p, n in
-                  con.execute(STORED_PER_PART, {"batch": params["batch"]}).fetchall()}
+        stored = stored_per_part(con, params["batch"], mine)
         if fast:
             return stored, False
-        parts, counts = np.unique(traces.spans[PART].to_numpy(), return_counts=True)
         rejected = any(stored.get(int(p), 0) < n for p, n in zip(parts, counts, strict=True)
-                       if int(p) not in skipped)
+                       if int(p) in mine)
         if rejected:
             con.execute(STAGE_REJECTS[flags], bounds)
         return stored, rejected

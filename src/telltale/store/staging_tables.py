@@ -62,6 +62,16 @@ def raise_fallback(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, o
         raise
 
 
+def stored_per_part(con: duckdb.DuckDBPyConnection, batch: int,
+                    parts: list[int]) -> dict[int, int]:
+    """Spans a one-statement path stored for these parts of the commit whose batches start at
+    `batch` (only these: another path may have stored spans of other parts before it)."""
+    return {int(p): int(n) for p, n in con.execute(
+        "SELECT BatchId - $batch, count(*) FROM otel_traces WHERE BatchId >= $batch"
+        " AND list_contains($parts, BatchId - $batch) GROUP BY ALL",
+        {"batch": batch, "parts": parts}).fetchall()}
+
+
 @contextlib.contextmanager
 def global_setting(con: duckdb.DuckDBPyConnection, name: str, value: bool | int) -> Iterator[None]:
     """A global DuckDB setting (`name`: the store's own constant) changed for the statements
