@@ -20,7 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from telltale.model import QuarantineReason, SpanKind, StatusCode
 from telltale.normalize.anyvalue import go_json
 from telltale.store import validate
-from telltale.store.staging_tables import FALLBACK
+from telltale.store.staging_tables import raise_where
 
 _AV = (
     '{"stringValue":"VARCHAR","intValue":"VARCHAR","boolValue":"BOOLEAN",'
@@ -161,7 +161,7 @@ def _severity(expr: str) -> str:
 
 
 def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "false",
-              fallback: str | None = None) -> str:
+              one_statement: bool = False) -> str:
     """The CTEs from the Arrow scan of request lines to one row per leaf record (`leaf`).
 
     DuckDB runs them on every core. A line that is not JSON, or not this signal's request, becomes
@@ -169,10 +169,10 @@ def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "
     statement's select list over `leaf`: Part, LineNo, defect, raw, suspect (the line holds
     fewer records than its text names: see SUSPECT_TRACE_LINES), ri/si/pi (indices), rattrs, rs
     (resource), ss (scope block) and s (the leaf record) are in scope. `suspect` is an
-    expression of `j` (the parsed line) and `Line`. With `fallback`, a bad or suspect line
-    raises it instead (the one-statement path), and the lists are unnested as they are: each
-    CASE around a nested list copies all of it."""
-    if fallback is None:
+    expression of `j` (the parsed line) and `Line`. For the `one_statement` path, a bad or
+    suspect line raises instead (staging_tables.raise_where), and the lists are unnested as they
+    are: each CASE around a nested list copies all of it."""
+    if not one_statement:
         # A bad or suspect line keeps one row (whose checks see it) however few records it holds.
         def lst(expr: str) -> str:
             return f"CASE WHEN bad OR suspect THEN [NULL] ELSE {expr} END"
@@ -180,8 +180,7 @@ def _pipeline(request: str, top: str, scoped: str, leaves: str, suspect: str = "
     else:
         def lst(expr: str) -> str:
             return expr
-        # Raised in a projection, not a WHERE: see STORE_SPANS.
-        checked = f"REPLACE (CASE WHEN bad OR suspect THEN error('{fallback}') ELSE j END AS j)"
+        checked = raise_where("bad OR suspect", "j")
     tops, scopes, leaf_list = (lst(f"j.{top}"), lst(f"coalesce(rs.{scoped}, [])"),
                                lst(f"coalesce(ss.{leaves}, [])"))
     return f"""
@@ -308,18 +307,17 @@ _PARSED_SPANS = (
 # The fast path of a chunk of trace lines: one statement parses, converts, validates and inserts
 # straight into otel_traces (no staging, copy and UPDATE: a quarter of the time). It holds only
 # when nothing in the chunk needs quarantine: a bad line, a rejected span or a suspect line
-# raises FALLBACK (staging_tables.py), and the chunk takes the staging path. The statement
+# raises (staging_tables.raise_where), and the chunk takes the staging path. The statement
 # has no WHERE: every row it reads is stored or raises, and the caller registers only the lines
 # of parts to store. (A filter here made DuckDB's unordered parallel insert twice as slow.)
+_TO_QUARANTINE = f"t.Defect IS NOT NULL OR t.suspect OR {validate.span_defect('t')} IS NOT NULL"
 STORE_SPANS = f"""
 INSERT INTO otel_traces
 {_pipeline(TRACE_REQUEST, "resourceSpans", "scopeSpans", "spans",
            suspect=f"{_PARSED_SPANS} < greatest({_occurrences('spanId')}, 1)",
-           fallback=FALLBACK)}
+           one_statement=True)}
 SELECT {validate.span_columns()}
-FROM (SELECT * REPLACE (CASE WHEN t.Defect IS NOT NULL OR t.suspect
-        OR {validate.span_defect("t")} IS NOT NULL THEN error('{FALLBACK}')
-        ELSE t.StartNs END AS StartNs)
+FROM (SELECT * {raise_where(_TO_QUARANTINE, "StartNs")}
     FROM (SELECT {_SPAN_COLUMNS}, Part, suspect FROM leaf) t) t
 """
 

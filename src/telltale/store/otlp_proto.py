@@ -26,9 +26,9 @@ from telltale.normalize.staging import PART, ProtoTraces
 from telltale.store import validate
 from telltale.store.otlp_json import attr_entries, attrs_map, entries_map, go_float_sql
 from telltale.store.staging_tables import (
-    FALLBACK,
     global_setting,
     raise_fallback,
+    raise_where,
     stored_per_part,
     unregister,
 )
@@ -128,14 +128,13 @@ WHERE {validate.span_defect("t", hex_ids=True)} IS NULL
 
 
 # The first try of every commit: no WHERE (filtering the valid spans out of the rest costs 10 %
-# of the insert); a span with a defect raises FALLBACK instead, and the commit is made again
-# with store_spans + stage_rejects (staging_tables.py).
+# of the insert); a span with a defect raises instead, and the commit is made again with
+# store_spans + stage_rejects (staging_tables.py).
 def store_all_spans(with_events: bool, with_links: bool) -> str:
     return f"""
 INSERT INTO otel_traces
 SELECT {validate.span_columns(lowered=True)}
-FROM (SELECT * REPLACE (CASE WHEN {validate.span_defect("t", hex_ids=True)} IS NOT NULL
-        THEN error('{FALLBACK}') ELSE t.StartNs END AS StartNs)
+FROM (SELECT * {raise_where(f"{validate.span_defect('t', hex_ids=True)} IS NOT NULL", "StartNs")}
     FROM ({_staged(with_events, with_links)}) t) t
 """
 
