@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,11 +20,11 @@ import pyarrow.compute as pc
 from google.protobuf import json_format
 
 from telltale.model import QuarantineReason, Signal
+from telltale.normalize.detect import LEADING_SPACE, is_json_lines
 from telltale.normalize.options import DecodeOptions
 from telltale.normalize.otlp_proto import REQUEST_TYPES, decode_request
 from telltale.normalize.staging import Decoded, Reject
 
-_LEADING_SPACE = re.compile(rb"\s*")
 _LINES = pa.schema([pa.field("LineNo", pa.int64()), pa.field("Line", pa.string())])
 
 
@@ -81,11 +80,8 @@ def _decode_doc(doc: Any, text: str, line_no: int, out: Decoded) -> None:
 
 def decode(data: bytes, options: DecodeOptions) -> Decoded:
     out = Decoded()
-    start = _LEADING_SPACE.match(data).end()  # type: ignore[union-attr]
-    end = data.find(b"\n", start)
-    first_line = data[start:end if end >= 0 else len(data)]
-    if (options.first_line == 1 and first_line.startswith(b"{")
-            and not first_line.rstrip().endswith(b"}")):
+    start = LEADING_SPACE.match(data).end()  # type: ignore[union-attr]
+    if options.first_line == 1 and data[start:start + 1] == b"{" and not is_json_lines(data):
         # A pretty-printed single request is one document spanning many lines.
         try:
             doc = orjson.loads(data)
